@@ -1,0 +1,1 @@
+"""The tamper-evident audit log: tables, the hash chain, the writer and queries."""

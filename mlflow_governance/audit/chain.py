@@ -1,0 +1,145 @@
+"""The hash chain over audit rows.
+
+Each row's hash is SHA-256 over a canonical JSON serialisation of its fields and the
+previous row's hash. Editing a row breaks its own hash; deleting a row breaks the link of
+the row after it (and leaves a gap in the ids). Cutting off the newest rows leaves a valid
+but shorter chain: only a checkpoint kept elsewhere (``audit checkpoint``) reveals that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from mlflow_governance.audit.tables import GENESIS_HASH
+
+# The order is fixed by ``sort_keys``; the list says which columns are covered.
+HASHED_FIELDS = (
+    "id",
+    "time",
+    "actor",
+    "identity_source",
+    "action",
+    "model",
+    "version",
+    "stage_before",
+    "stage_after",
+    "alias",
+    "alias_before",
+    "alias_after",
+    "decision",
+    "reason",
+    "rule",
+    "request_id",
+    "details",
+    "client_address",
+    "user_agent",
+    "prev_hash",
+)
+
+
+def format_time(value: datetime) -> str:
+    """Render a timestamp as UTC ISO-8601 with microseconds, the form that is hashed.
+
+    Args:
+        value: An aware datetime, or a naive one taken to be UTC (as databases return it).
+
+    Returns:
+        E.g. ``2026-11-26T05:39:50.123456Z``.
+    """
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical(row: Mapping[str, Any]) -> str:
+    """Serialise the hashed fields of a row canonically.
+
+    Args:
+        row: A mapping with at least the keys of :data:`HASHED_FIELDS`.
+
+    Returns:
+        Compact JSON with sorted keys.
+    """
+    payload: dict[str, Any] = {}
+    for name in HASHED_FIELDS:
+        value = row.get(name)
+        if isinstance(value, datetime):
+            value = format_time(value)
+        payload[name] = value
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def row_hash(row: Mapping[str, Any]) -> str:
+    """Compute a row's chained hash.
+
+    Args:
+        row: The row's fields including ``prev_hash``.
+
+    Returns:
+        The hex SHA-256 digest.
+    """
+    return hashlib.sha256(canonical(row).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of walking the chain.
+
+    Attributes:
+        ok: True when every row checks out.
+        rows: How many rows were checked.
+        head_id: The id of the last row read (0 for an empty log).
+        head_hash: Its hash (the genesis hash for an empty log).
+        broken_id: The first row found broken, if any.
+        problem: What is wrong with it.
+    """
+
+    ok: bool
+    rows: int
+    head_id: int
+    head_hash: str
+    broken_id: int | None = None
+    problem: str | None = None
+
+
+def verify_rows(rows: Iterable[Mapping[str, Any]]) -> VerifyResult:
+    """Walk rows in id order and check ids, links and hashes.
+
+    Args:
+        rows: Audit rows ordered by id, as mappings.
+
+    Returns:
+        The first problem found, or success with the row count and chain head.
+    """
+    expected_prev = GENESIS_HASH
+    expected_id = 1
+    count = 0
+    for row in rows:
+        row_id = int(row["id"])
+        if row_id != expected_id:
+            missing = f"{expected_id}" if row_id == expected_id + 1 else f"{expected_id}..{row_id - 1}"
+            return VerifyResult(
+                False, count, expected_id - 1, expected_prev, row_id,
+                f"row {row_id}: rows {missing} are missing (deleted)",
+            )
+        if row["prev_hash"] != expected_prev:
+            return VerifyResult(
+                False, count, row_id - 1, expected_prev, row_id,
+                f"row {row_id}: its link to row {row_id - 1} does not match "
+                "(the row before it was edited or deleted)",
+            )
+        actual = row_hash(row)
+        if actual != row["hash"]:
+            return VerifyResult(
+                False, count, row_id - 1, expected_prev, row_id,
+                f"row {row_id}: its content does not match its hash (the row was edited)",
+            )
+        expected_prev = row["hash"]
+        expected_id += 1
+        count += 1
+    return VerifyResult(True, count, expected_id - 1, expected_prev)

@@ -1,0 +1,56 @@
+"""Tables the plugin owns, in their own metadata so MLflow's migrations never see them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+metadata = sa.MetaData()
+
+# MySQL's DATETIME drops fractions unless asked; the chain hashes microseconds, so the
+# database must give back exactly what was written.
+UTC_MICROS = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+audit_log = sa.Table(
+    "governance_audit_log",
+    metadata,
+    # Assigned from the chain head under its lock, so ids are gapless and follow chain order.
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("time", UTC_MICROS, nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("identity_source", sa.String(32), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(256)),
+    sa.Column("version", sa.Integer),
+    sa.Column("stage_before", sa.String(32)),
+    sa.Column("stage_after", sa.String(32)),
+    sa.Column("alias", sa.String(256)),
+    sa.Column("alias_before", sa.Integer),
+    sa.Column("alias_after", sa.Integer),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("rule", sa.String(256)),
+    sa.Column("request_id", sa.BigInteger),
+    sa.Column("details", sa.Text),
+    sa.Column("client_address", sa.String(64)),
+    sa.Column("user_agent", sa.String(512)),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_governance_audit_model_version", "model", "version"),
+    sa.Index("ix_governance_audit_time", "time"),
+    sa.Index("ix_governance_audit_actor", "actor"),
+    sa.Index("ix_governance_audit_action", "action"),
+)
+
+# One row (id = 1): the newest chain position. Writers update it first, which takes a row
+# lock (PostgreSQL, MySQL) or the database write lock (SQLite), so the chain stays linear.
+audit_head = sa.Table(
+    "governance_audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+HEAD_ROW_ID = 1
+GENESIS_HASH = "0" * 64

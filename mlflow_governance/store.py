@@ -1,0 +1,479 @@
+"""The governed registry store: MLflow's SQL store with every write authorised and audited.
+
+Every write method below does three things and nothing else: run MLflow's own input
+validation, describe the call (model, version, stage or alias), and hand MLflow's
+implementation to :meth:`GovernedStore._govern`, the single governed write path. That
+method resolves the actor, asks the policy, audits refusals in their own transaction and
+runs the change inside an :class:`~mlflow_governance.audit.capture.Operation`, whose
+audit rows the session listeners commit in the change's own transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import sqlalchemy
+from mlflow.entities.model_registry.model_version_stages import get_canonical_stage
+from mlflow.exceptions import MlflowException
+from mlflow.store.db.utils import _get_managed_session_maker, _get_routing_session_maker
+from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+from mlflow.store.workspace_aware_mixin import WorkspaceAwareMixin
+from mlflow.utils.validation import (
+    _validate_model_alias_name,
+    _validate_model_alias_name_reserved,
+    _validate_model_name,
+    _validate_model_renaming,
+    _validate_model_version,
+    _validate_model_version_tag,
+    _validate_registered_model_tag,
+    _validate_tag_name,
+    _validate_webhook_events,
+    _validate_webhook_name,
+    _validate_webhook_url,
+)
+
+from mlflow_governance import config, db
+from mlflow_governance.audit import capture
+from mlflow_governance.audit.writer import (
+    DECISION_ALLOW,
+    DECISION_DENY,
+    append,
+)
+from mlflow_governance.errors import governance_cause, to_mlflow
+from mlflow_governance.exceptions import GovernanceError, PermissionDenied
+from mlflow_governance.identity import Identity, current_identity
+from mlflow_governance.policy_source import PolicySource
+from mlflow_governance.rbac import write_permission
+
+_logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_DEFAULT_RULE = "default policy (audit-only)"
+
+
+class GovernanceWarning(UserWarning):
+    """Warns about a configuration that records but does not enforce."""
+
+
+class Verdict:
+    """The policy's answer for one call, in the words the audit row uses."""
+
+    __slots__ = ("decision", "hint", "reason", "rule")
+
+    def __init__(self, decision: str, rule: str, reason: str, hint: str | None = None) -> None:
+        self.decision = decision
+        self.rule = rule
+        self.reason = reason
+        self.hint = hint
+
+
+class GovernedStore(SqlAlchemyStore):
+    """MLflow's SQL registry store with governance on every write.
+
+    Args:
+        db_uri: The plain SQLAlchemy URL (without ``governed+``).
+        read_db_uri: Optional read replica URL, as MLflow's server passes it.
+        tracking_uri: The tracking URI, for reading run metrics in gate checks.
+    """
+
+    def __init__(
+        self, db_uri: str, read_db_uri: str | None = None, tracking_uri: str | None = None
+    ) -> None:
+        super().__init__(db_uri, read_db_uri=read_db_uri)
+        self.tracking_uri = tracking_uri
+        db.ensure_schema(self.engine)
+        self._install_session_factory()
+        self.policies = PolicySource()
+
+    def _install_session_factory(self) -> None:
+        # Same routing as MLflow's constructor, but the write factory carries the audit
+        # listeners; read sessions never write audit rows.
+        write_maker = sqlalchemy.orm.sessionmaker(bind=self.engine)
+        capture.install(write_maker)
+        if self.read_engine is not None:
+            read_maker = sqlalchemy.orm.sessionmaker(bind=self.read_engine)
+            managed = _get_routing_session_maker(write_maker, read_maker, self.db_type)
+        else:
+            managed = _get_managed_session_maker(write_maker, self.db_type)
+        self.ManagedSessionMaker = _marking_writes(managed)
+
+    # ------------------------------------------------------------------ decisions
+
+    def decide(self, identity: Identity, permission: str, model: str | None) -> Verdict:
+        """Ask the policy in force whether ``identity`` may use ``permission`` on ``model``.
+
+        Args:
+            identity: The actor.
+            permission: A permission of the policy vocabulary.
+            model: The registered model (or prompt) name, if the action concerns one.
+
+        Returns:
+            The verdict to enforce and record.
+        """
+        loaded = self.policies.current()
+        if loaded is None:
+            warnings.warn(
+                "mlflow-governance: no policy configured; running the built-in audit-only "
+                "default (nothing is refused, everything is recorded). Set "
+                f"{config.ENV_POLICY} or run 'mlflow-governance policy apply FILE'.",
+                GovernanceWarning,
+                stacklevel=1,
+            )
+            return Verdict(DECISION_ALLOW, _DEFAULT_RULE, "no policy configured")
+        from mlflow_governance.policy import Subject, authorize
+
+        decision = authorize(
+            loaded.policy, Subject(identity.user, identity.groups), permission, model
+        )
+        return Verdict(decision.effect, decision.rule, decision.reason, decision.hint)
+
+    # ------------------------------------------------------------------ the governed path
+
+    def _govern(
+        self,
+        method: str,
+        call: Callable[[], T],
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        stage: str | None = None,
+        alias: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> T:
+        identity = current_identity()
+        permission = write_permission(method, stage=stage, alias=alias)
+        try:
+            verdict = self.decide(identity, permission, model)
+            op = capture.Operation(
+                action=method,
+                identity=identity,
+                decision=verdict.decision,
+                model=model,
+                version=version,
+                alias=alias,
+                reason=verdict.reason,
+                rule=verdict.rule,
+                details=dict(details or {}),
+            )
+            if verdict.decision == DECISION_DENY:
+                self._audit_alone(op)
+                raise PermissionDenied(
+                    actor=identity.user,
+                    action=permission,
+                    resource=_resource(model, version),
+                    reason=verdict.reason,
+                    rule=verdict.rule,
+                    hint=verdict.hint,
+                )
+            if stage is not None:
+                op.details.setdefault("stage", stage)
+            with capture.running(op):
+                result = call()
+            if not op.written:  # nothing reached a write session: record the call alone
+                self._audit_alone(op)
+            return result
+        except GovernanceError as exc:
+            raise to_mlflow(exc) from None
+        except MlflowException as exc:
+            cause = governance_cause(exc)
+            if cause is not None:
+                raise to_mlflow(cause) from None
+            raise
+
+    def _audit_alone(self, op: capture.Operation) -> None:
+        """Record an operation in a transaction of its own (refusals, calls without a DB write)."""
+        with self.engine.begin() as connection:
+            append(connection, capture.entries_for(op, []))
+
+    # ------------------------------------------------------------------ registered models
+
+    def create_registered_model(
+        self, name: Any, tags: Any = None, description: Any = None, deployment_job_id: Any = None
+    ) -> Any:
+        _validate_model_name(name)
+        for tag in tags or []:
+            _validate_registered_model_tag(tag.key, tag.value)
+        return self._govern(
+            "create_registered_model",
+            lambda: super(GovernedStore, self).create_registered_model(
+                name, tags, description, deployment_job_id
+            ),
+            model=name,
+            details=_tags_details(tags),
+        )
+
+    def update_registered_model(
+        self, name: Any, description: Any, deployment_job_id: Any = None
+    ) -> Any:
+        _validate_model_name(name)
+        return self._govern(
+            "update_registered_model",
+            lambda: super(GovernedStore, self).update_registered_model(
+                name, description, deployment_job_id
+            ),
+            model=name,
+            details={"description": description},
+        )
+
+    def rename_registered_model(self, name: Any, new_name: Any) -> Any:
+        _validate_model_name(name)
+        _validate_model_renaming(new_name)
+        return self._govern(
+            "rename_registered_model",
+            lambda: super(GovernedStore, self).rename_registered_model(name, new_name),
+            model=name,
+            details={"new_name": new_name},
+        )
+
+    def delete_registered_model(self, name: Any) -> Any:
+        _validate_model_name(name)
+        return self._govern(
+            "delete_registered_model",
+            lambda: super(GovernedStore, self).delete_registered_model(name),
+            model=name,
+        )
+
+    def set_registered_model_tag(self, name: Any, tag: Any) -> Any:
+        _validate_model_name(name)
+        _validate_registered_model_tag(tag.key, tag.value)
+        return self._govern(
+            "set_registered_model_tag",
+            lambda: super(GovernedStore, self).set_registered_model_tag(name, tag),
+            model=name,
+            details={"key": tag.key, "value": tag.value},
+        )
+
+    def delete_registered_model_tag(self, name: Any, key: Any) -> Any:
+        _validate_model_name(name)
+        _validate_tag_name(key)
+        return self._govern(
+            "delete_registered_model_tag",
+            lambda: super(GovernedStore, self).delete_registered_model_tag(name, key),
+            model=name,
+            details={"key": key},
+        )
+
+    # ------------------------------------------------------------------ model versions
+
+    def create_model_version(
+        self,
+        name: Any,
+        source: Any,
+        run_id: Any = None,
+        tags: Any = None,
+        run_link: Any = None,
+        description: Any = None,
+        local_model_path: Any = None,
+        model_id: str | None = None,
+    ) -> Any:
+        _validate_model_name(name)
+        for tag in tags or []:
+            _validate_model_version_tag(tag.key, tag.value)
+        details = {"source": source, "run_id": run_id, "model_id": model_id}
+        details.update(_tags_details(tags))
+        return self._govern(
+            "create_model_version",
+            lambda: super(GovernedStore, self).create_model_version(
+                name, source, run_id, tags, run_link, description, local_model_path, model_id
+            ),
+            model=name,
+            details={k: v for k, v in details.items() if v is not None},
+        )
+
+    def copy_model_version(self, src_mv: Any, dst_name: Any) -> Any:
+        _validate_model_name(dst_name)
+        # The copy's own writes (the model, if new, and the version) are governed and
+        # audited as they happen; this row, written after them, ties them to the source.
+        return self._govern(
+            "copy_model_version",
+            lambda: super(GovernedStore, self).copy_model_version(src_mv, dst_name),
+            model=dst_name,
+            details={"source_model": src_mv.name, "source_version": int(src_mv.version)},
+        )
+
+    def update_model_version(self, name: Any, version: Any, description: Any = None) -> Any:
+        _validate_model_name(name)
+        version = _validate_model_version(version)
+        return self._govern(
+            "update_model_version",
+            lambda: super(GovernedStore, self).update_model_version(name, version, description),
+            model=name,
+            version=version,
+            details={"description": description},
+        )
+
+    def transition_model_version_stage(
+        self, name: Any, version: Any, stage: Any, archive_existing_versions: Any
+    ) -> Any:
+        _validate_model_name(name)
+        version = _validate_model_version(version)
+        stage = get_canonical_stage(stage)
+        return self._govern(
+            "transition_model_version_stage",
+            lambda: super(GovernedStore, self).transition_model_version_stage(
+                name, version, stage, archive_existing_versions
+            ),
+            model=name,
+            version=version,
+            stage=stage,
+            details={"archive_existing_versions": bool(archive_existing_versions)},
+        )
+
+    def delete_model_version(self, name: Any, version: Any) -> Any:
+        _validate_model_name(name)
+        version = _validate_model_version(version)
+        return self._govern(
+            "delete_model_version",
+            lambda: super(GovernedStore, self).delete_model_version(name, version),
+            model=name,
+            version=version,
+        )
+
+    def set_model_version_tag(self, name: Any, version: Any, tag: Any) -> Any:
+        _validate_model_name(name)
+        version = _validate_model_version(version)
+        _validate_model_version_tag(tag.key, tag.value)
+        return self._govern(
+            "set_model_version_tag",
+            lambda: super(GovernedStore, self).set_model_version_tag(name, version, tag),
+            model=name,
+            version=version,
+            details={"key": tag.key, "value": tag.value},
+        )
+
+    def delete_model_version_tag(self, name: Any, version: Any, key: Any) -> Any:
+        _validate_model_name(name)
+        version = _validate_model_version(version)
+        _validate_tag_name(key)
+        return self._govern(
+            "delete_model_version_tag",
+            lambda: super(GovernedStore, self).delete_model_version_tag(name, version, key),
+            model=name,
+            version=version,
+            details={"key": key},
+        )
+
+    # ------------------------------------------------------------------ aliases
+
+    def set_registered_model_alias(self, name: Any, alias: Any, version: Any) -> Any:
+        _validate_model_name(name)
+        _validate_model_alias_name(alias)
+        _validate_model_alias_name_reserved(alias)
+        version = _validate_model_version(version)
+        return self._govern(
+            "set_registered_model_alias",
+            lambda: super(GovernedStore, self).set_registered_model_alias(name, alias, version),
+            model=name,
+            version=version,
+            alias=alias,
+        )
+
+    def delete_registered_model_alias(self, name: Any, alias: Any) -> Any:
+        _validate_model_name(name)
+        _validate_model_alias_name(alias)
+        return self._govern(
+            "delete_registered_model_alias",
+            lambda: super(GovernedStore, self).delete_registered_model_alias(name, alias),
+            model=name,
+            alias=alias,
+        )
+
+    # ------------------------------------------------------------------ webhooks
+
+    def create_webhook(
+        self,
+        name: Any,
+        url: Any,
+        events: Any,
+        description: Any = None,
+        secret: Any = None,
+        status: Any = None,
+    ) -> Any:
+        _validate_webhook_name(name)
+        _validate_webhook_url(url)
+        _validate_webhook_events(events)
+        return self._govern(
+            "create_webhook",
+            lambda: super(GovernedStore, self).create_webhook(
+                name, url, events, description, secret, status
+            ),
+            details={"name": name, "url": url, "events": [str(e) for e in events]},
+        )
+
+    def update_webhook(
+        self,
+        webhook_id: Any,
+        name: Any = None,
+        description: Any = None,
+        url: Any = None,
+        events: Any = None,
+        secret: Any = None,
+        status: Any = None,
+    ) -> Any:
+        if name is not None:
+            _validate_webhook_name(name)
+        if url is not None:
+            _validate_webhook_url(url)
+        if events is not None:
+            _validate_webhook_events(events)
+        changed = {"name": name, "url": url, "status": str(status) if status else None}
+        return self._govern(
+            "update_webhook",
+            lambda: super(GovernedStore, self).update_webhook(
+                webhook_id, name, description, url, events, secret, status
+            ),
+            details={"webhook_id": webhook_id, **{k: v for k, v in changed.items() if v}},
+        )
+
+    def delete_webhook(self, webhook_id: Any) -> Any:
+        return self._govern(
+            "delete_webhook",
+            lambda: super(GovernedStore, self).delete_webhook(webhook_id),
+            details={"webhook_id": webhook_id},
+        )
+
+    def test_webhook(self, webhook_id: Any, event: Any = None) -> Any:
+        return self._govern(
+            "test_webhook",
+            lambda: super(GovernedStore, self).test_webhook(webhook_id, event),
+            details={"webhook_id": webhook_id, "event": str(event) if event else None},
+        )
+
+
+class GovernedWorkspaceStore(WorkspaceAwareMixin, GovernedStore):
+    """The governed store for ``mlflow server --enable-workspaces``.
+
+    Mirrors MLflow's ``WorkspaceAwareSqlAlchemyStore``: the mixin scopes every query to the
+    request's workspace, and entries in several workspaces are expected.
+    """
+
+    def _initialize_store_state(self) -> None:
+        pass
+
+
+def _marking_writes(managed: Callable[..., Any]) -> Callable[..., Any]:
+    from contextlib import contextmanager
+
+    @contextmanager
+    def make_session(read_only: bool = True) -> Any:
+        with managed(read_only=read_only) as session:
+            if not read_only:
+                session.info[capture.WRITE_SESSION] = True
+            yield session
+
+    return make_session
+
+
+def _resource(model: str | None, version: int | None) -> str:
+    if model is None:
+        return "the registry"
+    return f"model '{model}' version {version}" if version is not None else f"model '{model}'"
+
+
+def _tags_details(tags: Any) -> dict[str, Any]:
+    if not tags:
+        return {}
+    return {"tags": {tag.key: tag.value for tag in tags}}
