@@ -1,0 +1,405 @@
+"""The policy as immutable data, plus the facts and answers the evaluator exchanges.
+
+Every class is a frozen dataclass so a loaded policy can be shared between threads and
+requests without copying. The lookups the evaluator needs on every decision (which
+bindings a principal appears in, what each role grants, compiled globs) are built once in
+``__post_init__`` and kept in fields excluded from equality, so two policies loaded from
+equivalent files compare equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Generic, NamedTuple, TypeVar
+
+from mlflow_governance.policy.permissions import GlobSet, Permission, parse_permission
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+MODES: tuple[str, ...] = ("enforce", "audit-only")
+APPLY_MODES: tuple[str, ...] = ("automatic", "manual")
+DISTINCT_FROM: tuple[str, ...] = ("requester", "version_creator")
+METRIC_OPERATORS: tuple[str, ...] = (">=", ">", "<=", "<", "==", "!=")
+NOTIFICATION_TYPES: tuple[str, ...] = ("webhook", "sqs", "sns", "eventbridge")
+#: The event types of SPEC section 8, which notification ``events`` globs must match.
+EVENT_TYPES: tuple[str, ...] = (
+    "model_version.registered",
+    "model_version.transitioned",
+    "alias.set",
+    "alias.deleted",
+    "promotion.requested",
+    "promotion.approved",
+    "promotion.rejected",
+    "promotion.applied",
+    "policy.applied",
+    "access.denied",
+)
+
+
+class FrozenMap(Mapping[K, V], Generic[K, V]):
+    """A read-only, hashable, insertion-ordered mapping.
+
+    ``types.MappingProxyType`` is read-only but not hashable, which would make every
+    frozen dataclass holding one unhashable; this small class is both.
+    """
+
+    __slots__ = ("_data", "_hash")
+
+    def __init__(self, data: Mapping[K, V] | None = None) -> None:
+        self._data: dict[K, V] = dict(data or {})
+        self._hash: int | None = None
+
+    def __getitem__(self, key: K) -> V:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(frozenset(self._data.items()))
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+
+class MetricCondition(NamedTuple):
+    """A threshold a logged metric must meet, e.g. ``(">=", 0.95)``."""
+
+    op: str
+    threshold: float
+
+    def holds(self, value: float) -> bool:
+        """Whether ``value`` satisfies the condition."""
+        op, limit = self.op, self.threshold
+        if op == ">=":
+            return value >= limit
+        if op == ">":
+            return value > limit
+        if op == "<=":
+            return value <= limit
+        if op == "<":
+            return value < limit
+        if op == "==":
+            return value == limit
+        return value != limit
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.threshold!r}"
+
+
+@dataclass(frozen=True)
+class RoleGrant:
+    """What a role grants, compiled for constant-time checks.
+
+    Attributes:
+        everything: The role lists ``*``.
+        exact: Canonical simple, ``transition:<Stage>`` and ``approve:<gate>`` permissions.
+        all_transitions: The role lists ``transition:*``.
+        aliases: The globs of the role's ``alias:<glob>`` permissions.
+    """
+
+    everything: bool
+    exact: frozenset[str]
+    all_transitions: bool
+    aliases: GlobSet
+
+    @classmethod
+    def of(cls, permissions: tuple[str, ...]) -> RoleGrant:
+        """Compile a role's permissions (unknown strings are ignored; the loader rejects them)."""
+        parsed = [p for p in map(parse_permission, permissions) if p is not None]
+        return cls(
+            everything=any(p.kind == "*" for p in parsed),
+            exact=frozenset(p.text for p in parsed if p.kind != "alias"),
+            all_transitions=any(p.text == "transition:*" for p in parsed),
+            aliases=GlobSet.of(tuple(p.arg for p in parsed if p.kind == "alias")),
+        )
+
+    def grants(self, permission: Permission) -> bool:
+        """Whether the role grants ``permission`` (an alias is matched against the globs)."""
+        if self.everything or permission.text in self.exact:
+            return True
+        if permission.kind == "transition":
+            return self.all_transitions
+        if permission.kind == "alias":
+            return self.aliases.match(permission.arg)
+        return False
+
+
+@dataclass(frozen=True)
+class Role:
+    """A named set of permissions.
+
+    Attributes:
+        name: The role name used in bindings and gates.
+        permissions: The canonical permission strings, in file order.
+    """
+
+    name: str
+    permissions: tuple[str, ...] = ()
+    grant: RoleGrant = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "grant", RoleGrant.of(self.permissions))
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Grants a role to principals on the models matching some globs.
+
+    Attributes:
+        role: The role name.
+        principals: ``user:NAME``, ``group:NAME`` or ``user:*`` (everyone).
+        models: fnmatch-style globs on registered model names.
+    """
+
+    role: str
+    principals: tuple[str, ...]
+    models: tuple[str, ...] = ("*",)
+    model_globs: GlobSet = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model_globs", GlobSet.of(self.models))
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The stages and aliases a gate holds back.
+
+    Attributes:
+        stages: Canonical stage names.
+        aliases: Alias names or globs.
+    """
+
+    stages: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Approvals:
+    """How many people must approve, and who they may be.
+
+    Attributes:
+        required: Number of valid approvals needed (0: checks only).
+        approver_roles: Roles whose holders may approve; empty means any role granting
+            ``approve:<gate>`` (or ``*``).
+        distinct_from: ``requester`` and/or ``version_creator``: who may not approve.
+        expire_after: Approvals older than this no longer count; ``None``: never expire.
+    """
+
+    required: int = 0
+    approver_roles: tuple[str, ...] = ()
+    distinct_from: tuple[str, ...] = ()
+    expire_after: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What the version itself must show before the move.
+
+    Attributes:
+        metrics: Metric name to the condition it must meet.
+        tags: Tag name to the exact value it must have.
+        signature_required: The version's model must carry a signature.
+    """
+
+    metrics: FrozenMap[str, MetricCondition] = field(default_factory=FrozenMap)
+    tags: FrozenMap[str, str] = field(default_factory=FrozenMap)
+    signature_required: bool = False
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A checkpoint in front of some stages or aliases.
+
+    Attributes:
+        name: The gate name (used in ``approve:<gate>`` and ``check --gate``).
+        targets: The stages and aliases it holds back.
+        from_stages: Stages the version must stand in now; empty means any.
+        approvals: Approval requirements.
+        checks: Metric, tag and signature requirements.
+        apply: ``automatic`` (applied at the last approval) or ``manual``.
+        rollback_approvals: Approvals needed to restore a previous holder; ``None`` means
+            the same as ``approvals.required``.
+        break_glass_roles: Roles that may apply at once (a review stays open).
+        archive_existing: Archive the versions already in the target stage.
+        models: Globs on model names the gate applies to.
+    """
+
+    name: str
+    targets: Targets
+    from_stages: tuple[str, ...] = ()
+    approvals: Approvals = field(default_factory=Approvals)
+    checks: Checks = field(default_factory=Checks)
+    apply: str = "automatic"
+    rollback_approvals: int | None = None
+    break_glass_roles: tuple[str, ...] = ()
+    archive_existing: bool = False
+    models: tuple[str, ...] = ("*",)
+    model_globs: GlobSet = field(init=False, repr=False, compare=False)
+    alias_globs: GlobSet = field(init=False, repr=False, compare=False)
+    stage_keys: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model_globs", GlobSet.of(self.models))
+        object.__setattr__(self, "alias_globs", GlobSet.of(self.targets.aliases))
+        object.__setattr__(self, "stage_keys", frozenset(s.lower() for s in self.targets.stages))
+
+    def required_approvals(self, *, rollback: bool = False) -> int:
+        """The approvals needed for a normal move, or for a rollback."""
+        if rollback and self.rollback_approvals is not None:
+            return self.rollback_approvals
+        return self.approvals.required
+
+
+@dataclass(frozen=True)
+class Notification:
+    """Where events are sent. Only the fields of its ``type`` are set.
+
+    Attributes:
+        type: ``webhook``, ``sqs``, ``sns`` or ``eventbridge``.
+        events: Globs on event types (``promotion.*``); default all.
+        url: Webhook URL.
+        secret_env: Environment variable holding the webhook's HMAC secret.
+        allow_insecure: Permit an ``http://`` webhook URL.
+        queue_url: SQS queue URL.
+        topic_arn: SNS topic ARN.
+        bus: EventBridge bus name.
+        source: EventBridge ``Source`` field.
+        region: AWS region (default: the SDK's).
+    """
+
+    type: str
+    events: tuple[str, ...] = ("*",)
+    url: str | None = None
+    secret_env: str | None = None
+    allow_insecure: bool = False
+    queue_url: str | None = None
+    topic_arn: str | None = None
+    bus: str | None = None
+    source: str | None = None
+    region: str | None = None
+    event_globs: GlobSet = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "event_globs", GlobSet.of(self.events))
+
+    def wants(self, event_type: str) -> bool:
+        """Whether this destination subscribes to ``event_type``."""
+        return self.event_globs.match(event_type)
+
+
+@dataclass(frozen=True)
+class PolicyIndex:
+    """Lookups precomputed from a policy so each decision is a few dict hits.
+
+    Attributes:
+        user_groups: User to the policy groups listing them.
+        by_principal: ``user:X``/``group:G``/``user:*`` to the indexes of its bindings.
+        approver_roles: Gate name to the roles whose holders may approve it.
+    """
+
+    user_groups: Mapping[str, frozenset[str]]
+    by_principal: Mapping[str, tuple[int, ...]]
+    approver_roles: Mapping[str, frozenset[str]]
+
+    @classmethod
+    def of(cls, policy: Policy) -> PolicyIndex:
+        """Build the index of ``policy``."""
+        user_groups: dict[str, set[str]] = {}
+        for group, members in policy.groups.items():
+            for member in members:
+                user_groups.setdefault(member, set()).add(group)
+        by_principal: dict[str, list[int]] = {}
+        for i, binding in enumerate(policy.bindings):
+            for principal in dict.fromkeys(binding.principals):
+                by_principal.setdefault(principal, []).append(i)
+        approver_roles: dict[str, frozenset[str]] = {}
+        for gate in policy.gates.values():
+            if gate.approvals.approver_roles:
+                approver_roles[gate.name] = frozenset(gate.approvals.approver_roles)
+            else:
+                wanted = Permission("approve", gate.name)
+                approver_roles[gate.name] = frozenset(
+                    role.name for role in policy.roles.values() if role.grant.grants(wanted)
+                )
+        return cls(
+            user_groups={user: frozenset(groups) for user, groups in user_groups.items()},
+            by_principal={p: tuple(ids) for p, ids in by_principal.items()},
+            approver_roles=approver_roles,
+        )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A whole policy file.
+
+    Attributes:
+        version: The file format version (always 1).
+        mode: ``enforce`` or ``audit-only``.
+        groups: Group name to its member user names.
+        roles: Role name to role, in file order.
+        bindings: Role grants, in file order (``bindings[i]`` in decisions).
+        gates: Gate name to gate, in file order.
+        protect_delete: Stages and aliases whose versions cannot be deleted.
+        notifications: Event destinations.
+        source: Where the policy came from (a path, ``<string>`` or ``<default>``).
+    """
+
+    version: int = 1
+    mode: str = "enforce"
+    groups: FrozenMap[str, tuple[str, ...]] = field(default_factory=FrozenMap)
+    roles: FrozenMap[str, Role] = field(default_factory=FrozenMap)
+    bindings: tuple[Binding, ...] = ()
+    gates: FrozenMap[str, Gate] = field(default_factory=FrozenMap)
+    protect_delete: tuple[str, ...] = ()
+    notifications: tuple[Notification, ...] = ()
+    source: str = field(default="<string>", compare=False)
+    index: PolicyIndex = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", PolicyIndex.of(self))
+
+    @property
+    def enforcing(self) -> bool:
+        """Whether refusals are enforced (``mode: enforce``)."""
+        return self.mode == "enforce"
+
+
+def default_policy() -> Policy:
+    """The policy used when none is configured: audit-only, nothing granted, no gates.
+
+    Every action proceeds and is recorded with ``would-deny``, so installing the plugin
+    never breaks an existing registry before anyone writes a policy.
+    """
+    return Policy(version=1, mode="audit-only", source="<default>")
+
+
+__all__ = [
+    "APPLY_MODES",
+    "DISTINCT_FROM",
+    "EVENT_TYPES",
+    "METRIC_OPERATORS",
+    "MODES",
+    "NOTIFICATION_TYPES",
+    "Approvals",
+    "Binding",
+    "Checks",
+    "FrozenMap",
+    "Gate",
+    "MetricCondition",
+    "Notification",
+    "Policy",
+    "PolicyIndex",
+    "Role",
+    "RoleGrant",
+    "Targets",
+    "default_policy",
+]
