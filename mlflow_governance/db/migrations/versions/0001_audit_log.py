@@ -44,7 +44,9 @@ def upgrade() -> None:
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
     )
-    op.create_index("ix_governance_audit_model_version", "governance_audit_log", ["model", "version"])
+    op.create_index(
+        "ix_governance_audit_model_version", "governance_audit_log", ["model", "version"]
+    )
     op.create_index("ix_governance_audit_time", "governance_audit_log", ["time"])
     op.create_index("ix_governance_audit_actor", "governance_audit_log", ["actor"])
     op.create_index("ix_governance_audit_action", "governance_audit_log", ["action"])

@@ -1,0 +1,37 @@
+# mlflow-governance: `make demo` runs the end-to-end demo on SQLite, `make test` the whole suite.
+# Both create .venv and install what they need into it.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[all,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	rm -rf .demo && mkdir -p .demo
+	cd .demo && ../$(PY) ../examples/quickstart.py
+
+test: $(STAMP)
+	$(PY) -m pytest -n auto --dist loadgroup -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check mlflow_governance
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/policy_eval.py
+
+clean:
+	rm -rf .demo build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

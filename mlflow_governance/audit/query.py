@@ -1,0 +1,334 @@
+"""Reading the audit log: filtered listing, verification, checkpoints and stage history."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from mlflow_governance.audit.chain import VerifyResult, format_time, verify_rows
+from mlflow_governance.audit.tables import HEAD_ROW_ID, audit_head, audit_log
+from mlflow_governance.audit.writer import DECISION_DENY
+from mlflow_governance.exceptions import InvalidRequest
+
+#: Columns in the order listings and exports show them.
+COLUMNS = tuple(column.name for column in audit_log.columns)
+
+_VERIFY_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which rows to list; every field is optional and they combine with AND."""
+
+    model: str | None = None
+    version: int | None = None
+    actor: str | None = None
+    action: str | None = None
+    decision: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int | None = None
+    newest_first: bool = False
+
+
+def row_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An audit row as JSON-ready data (time as ISO-8601 UTC, details parsed)."""
+    data = {name: row[name] for name in COLUMNS}
+    data["time"] = format_time(row["time"])
+    data["details"] = json.loads(row["details"]) if row["details"] else {}
+    return data
+
+
+def list_rows(connection: sa.Connection, flt: AuditFilter) -> list[dict[str, Any]]:
+    """Audit rows matching a filter, oldest first unless asked otherwise.
+
+    Args:
+        connection: An open connection to the registry database.
+        flt: The filter.
+
+    Returns:
+        Rows as dictionaries (see :func:`row_to_dict`).
+    """
+    query = sa.select(audit_log)
+    c = audit_log.c
+    conditions = [
+        c.model == flt.model if flt.model is not None else None,
+        c.version == flt.version if flt.version is not None else None,
+        c.actor == flt.actor if flt.actor is not None else None,
+        c.action == flt.action if flt.action is not None else None,
+        c.decision == flt.decision if flt.decision is not None else None,
+        c.time >= _naive_utc(flt.since) if flt.since is not None else None,
+        c.time <= _naive_utc(flt.until) if flt.until is not None else None,
+    ]
+    for condition in conditions:
+        if condition is not None:
+            query = query.where(condition)
+    query = query.order_by(c.id.desc() if flt.newest_first else c.id)
+    if flt.limit is not None:
+        query = query.limit(flt.limit)
+    return [row_to_dict(row._mapping) for row in connection.execute(query)]
+
+
+def _naive_utc(value: datetime) -> datetime:
+    from datetime import timezone
+
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _iter_rows(connection: sa.Connection) -> Iterator[Mapping[str, Any]]:
+    # Keyset pages keep memory flat on a long log without holding a server-side cursor.
+    last = 0
+    while True:
+        page = connection.execute(
+            sa.select(audit_log)
+            .where(audit_log.c.id > last)
+            .order_by(audit_log.c.id)
+            .limit(_VERIFY_BATCH)
+        ).all()
+        if not page:
+            return
+        for row in page:
+            yield row._mapping
+        last = page[-1].id
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The chain head at one moment, kept outside the database to detect truncation."""
+
+    rows: int
+    head_id: int
+    head_hash: str
+    time: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Serialise for the checkpoint file."""
+        data = {
+            "rows": self.rows,
+            "head_id": self.head_id,
+            "head_hash": self.head_hash,
+            "time": self.time,
+            **self.extra,
+        }
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "checkpoint") -> Checkpoint:
+        """Parse a checkpoint file.
+
+        Raises:
+            InvalidRequest: The file is not a checkpoint written by ``audit checkpoint``.
+        """
+        try:
+            data = json.loads(text)
+            return cls(
+                int(data["rows"]),
+                int(data["head_id"]),
+                str(data["head_hash"]),
+                str(data.get("time", "")),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidRequest(
+                f"{source} is not an audit checkpoint (expected JSON with rows, head_id and "
+                f"head_hash as written by 'mlflow-governance audit checkpoint'): {exc}"
+            ) from exc
+
+
+def verify(connection: sa.Connection, checkpoint: Checkpoint | None = None) -> VerifyResult:
+    """Verify the whole chain, against the head row and optionally a checkpoint.
+
+    Args:
+        connection: An open connection.
+        checkpoint: A checkpoint written earlier; rows it covers must still be there
+            unchanged.
+
+    Returns:
+        The first problem, or success with the row count.
+    """
+    result = verify_rows(_iter_rows(connection))
+    if not result.ok:
+        return result
+    head = connection.execute(
+        sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ROW_ID)
+    ).first()
+    if head is not None and (int(head.seq) != result.head_id or head.hash != result.head_hash):
+        return VerifyResult(
+            False,
+            result.rows,
+            result.head_id,
+            result.head_hash,
+            result.head_id + 1,
+            f"the chain ends at row {result.head_id} but its head records row {head.seq}: "
+            "the newest rows were deleted or the head was altered",
+        )
+    if checkpoint is not None:
+        if result.head_id < checkpoint.head_id:
+            return VerifyResult(
+                False,
+                result.rows,
+                result.head_id,
+                result.head_hash,
+                result.head_id + 1,
+                f"the log ends at row {result.head_id} but the checkpoint of {checkpoint.time} "
+                f"covers {checkpoint.head_id} rows: rows {result.head_id + 1}.."
+                f"{checkpoint.head_id} were cut off",
+            )
+        stored = connection.execute(
+            sa.select(audit_log.c.hash).where(audit_log.c.id == checkpoint.head_id)
+        ).scalar()
+        if checkpoint.head_id and stored != checkpoint.head_hash:
+            return VerifyResult(
+                False,
+                result.rows,
+                result.head_id,
+                result.head_hash,
+                checkpoint.head_id,
+                f"row {checkpoint.head_id}: its hash differs from the checkpoint of "
+                f"{checkpoint.time}: the log was rewritten after the checkpoint",
+            )
+    return result
+
+
+def make_checkpoint(connection: sa.Connection) -> tuple[Checkpoint, VerifyResult]:
+    """Verify the chain and describe its head for a checkpoint file.
+
+    Returns:
+        The checkpoint and the verification it rests on (a broken chain gets no
+        checkpoint: the caller must refuse to write one).
+    """
+    from mlflow_governance.audit.writer import utc_now
+
+    result = verify(connection)
+    return Checkpoint(result.rows, result.head_id, result.head_hash, format_time(utc_now())), result
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """A version entering or leaving a stage or alias."""
+
+    time: str
+    actor: str
+    action: str
+    version: int | None
+    kind: str  # "stage" or "alias"
+    name: str  # the stage or alias
+    before: str | None
+    after: str | None
+    audit_id: int
+    request_id: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dict(self.__dict__)
+
+
+def history(
+    connection: sa.Connection, model: str, at: datetime | None = None
+) -> list[HistoryEvent]:
+    """Every stage and alias change of a model, from the audit log, oldest first.
+
+    Args:
+        connection: An open connection.
+        model: The registered model name.
+        at: Only changes up to this time.
+
+    Returns:
+        The events.
+    """
+    c = audit_log.c
+    query = (
+        sa.select(audit_log)
+        .where(c.model == model, c.decision != DECISION_DENY)
+        .where(
+            sa.or_(
+                c.stage_after.is_not(None),
+                c.alias.is_not(None) & (c.alias_before.is_not(None) | c.alias_after.is_not(None)),
+            )
+        )
+        .order_by(c.id)
+    )
+    if at is not None:
+        query = query.where(c.time <= _naive_utc(at))
+    events = []
+    for row in connection.execute(query):
+        common = {
+            "time": format_time(row.time),
+            "actor": row.actor,
+            "action": row.action,
+            "audit_id": row.id,
+            "request_id": row.request_id,
+        }
+        if row.stage_after is not None:
+            events.append(
+                HistoryEvent(
+                    version=row.version,
+                    kind="stage",
+                    name=row.stage_after,
+                    before=row.stage_before,
+                    after=row.stage_after,
+                    **common,
+                )
+            )
+        if row.alias is not None:
+            events.append(
+                HistoryEvent(
+                    version=row.alias_after if row.alias_after is not None else row.alias_before,
+                    kind="alias",
+                    name=row.alias,
+                    before=None if row.alias_before is None else str(row.alias_before),
+                    after=None if row.alias_after is None else str(row.alias_after),
+                    **common,
+                )
+            )
+    return events
+
+
+@dataclass(frozen=True)
+class Holding:
+    """Who holds a stage or alias at a moment, and since when."""
+
+    kind: str
+    name: str
+    version: int
+    since: str
+    actor: str
+    audit_id: int
+    request_id: int | None
+
+
+def holders_at(events: list[HistoryEvent]) -> list[Holding]:
+    """Replay events into the stage and alias holders at the end of the list.
+
+    Args:
+        events: History events, oldest first (as :func:`history` returns them).
+
+    Returns:
+        One entry per version in a stage other than None/Archived/deleted, and per alias.
+    """
+    stages: dict[int, Holding] = {}
+    aliases: dict[str, Holding] = {}
+    for ev in events:
+        if ev.kind == "stage" and ev.version is not None:
+            if ev.after in ("Staging", "Production"):
+                stages[ev.version] = Holding(
+                    "stage", ev.after, ev.version, ev.time, ev.actor, ev.audit_id, ev.request_id
+                )
+            else:
+                stages.pop(ev.version, None)
+        elif ev.kind == "alias":
+            if ev.after is None:
+                aliases.pop(ev.name, None)
+            else:
+                aliases[ev.name] = Holding(
+                    "alias", ev.name, int(ev.after), ev.time, ev.actor, ev.audit_id, ev.request_id
+                )
+    ordered = sorted(stages.values(), key=lambda h: (h.name, h.version))
+    return ordered + sorted(aliases.values(), key=lambda h: h.name)
