@@ -7,6 +7,7 @@ lets validation go on with the rest of the file.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 
 from mlflow_governance.exceptions import PolicyIssue
@@ -37,6 +38,11 @@ def describe(value: object) -> str:
     if isinstance(value, dict):
         return "a mapping"
     return f"a {type(value).__name__}"
+
+
+def _suggestion(word: str, valid: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, valid, n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 class Reader:
@@ -95,7 +101,8 @@ class Reader:
         if keys is not None:
             for key in value:
                 if key not in keys:
-                    self.add((*path, key), f"unknown key '{key}'", keys, at_key=True)
+                    hint = _suggestion(key, keys)
+                    self.add((*path, key), f"unknown key '{key}'{hint}", keys, at_key=True)
         return value
 
     def required(self, path: Path, data: dict[str, object], key: str, example: str) -> bool:
@@ -146,11 +153,14 @@ class Reader:
         items = self.string_items(path, value, what=what)
         return None if items is None else tuple(text for _, text in items)
 
-    def choice(self, path: Path, value: object, valid: Sequence[str]) -> str | None:
-        """One of ``valid``."""
+    def choice(self, path: Path, value: object, valid: Sequence[str], *, what: str) -> str | None:
+        """One of ``valid``; ``what`` names the kind of value for the message."""
         if isinstance(value, str) and value in valid:
             return value
-        self.add(path, f"{describe(value)} is not allowed here", valid)
+        if isinstance(value, str):
+            self.add(path, f"unknown {what} '{value}'{_suggestion(value, valid)}", valid)
+        else:
+            self.add(path, f"expected a {what}, got {describe(value)}", valid)
         return None
 
     def globs(self, path: Path, value: object, *, what: str) -> tuple[str, ...] | None:

@@ -98,9 +98,13 @@ def read_gate(reader: Reader, name: str, value: object) -> Gate | None:
     if reader.required(path, data, "targets", "targets: {stages: [Production]}"):
         targets = _read_targets(reader, (*path, "targets"), data["targets"])
     from_stages = read_stages(reader, (*path, "from_stages"), data.get("from_stages", []))
-    approvals = _read_approvals(reader, (*path, "approvals"), data.get("approvals", {}))
+    approvals = Approvals()
+    if "approvals" in data:
+        approvals = _read_approvals(reader, (*path, "approvals"), data["approvals"])
     checks = _read_checks(reader, (*path, "checks"), data.get("checks", {}))
-    apply = reader.choice((*path, "apply"), data.get("apply", "automatic"), APPLY_MODES)
+    apply = reader.choice(
+        (*path, "apply"), data.get("apply", "automatic"), APPLY_MODES, what="apply mode"
+    )
     rollback = data.get("rollback_approvals")
     if rollback is not None:
         rollback = reader.integer((*path, "rollback_approvals"), rollback)
@@ -156,7 +160,7 @@ def _read_approvals(reader: Reader, path: Path, value: object) -> Approvals:
     distinct: list[str] = []
     raw_distinct = data.get("distinct_from", [])
     for i, item in enumerate(raw_distinct if isinstance(raw_distinct, list) else []):
-        choice = reader.choice((*path, "distinct_from", i), item, DISTINCT_FROM)
+        choice = reader.choice((*path, "distinct_from", i), item, DISTINCT_FROM, what="party")
         if choice and choice not in distinct:
             distinct.append(choice)
     if not isinstance(raw_distinct, list):
@@ -221,7 +225,9 @@ def read_notification(reader: Reader, index: int, value: object) -> Notification
         return None
     if not reader.required(path, data, "type", "type: webhook"):
         return None
-    kind = reader.choice((*path, "type"), data["type"], NOTIFICATION_TYPES)
+    kind = reader.choice(
+        (*path, "type"), data["type"], NOTIFICATION_TYPES, what="notification type"
+    )
     if kind is None:
         return None
     required, optional = NOTIFICATION_KEYS[kind]

@@ -63,7 +63,12 @@ class ParsedDocument:
     problems: tuple[tuple[Path, Position, str], ...] = ()
 
 
-class _PositionLoader(yaml.SafeLoader):
+# libyaml's parser is an order of magnitude faster than the pure-Python one and keeps the
+# same node marks; PyYAML builds without it still work, just slower.
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _PositionLoader(_BaseLoader):  # type: ignore[misc,valid-type]
     """A SafeLoader of our own, so nothing we do touches PyYAML's shared class tables."""
 
 

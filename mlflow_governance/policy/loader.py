@@ -129,9 +129,9 @@ def _read_policy(reader: Reader, document: ParsedDocument, source: str) -> Polic
         return None
 
     if reader.required((), data, "version", "version: 1") and data["version"] != 1:
-        reader.add(("version",), f"unsupported version {describe(data['version'])}", ("1",))
+        reader.add(("version",), f"unsupported version {data['version']!r}", ("1",))
     # A file that bothers to define roles means to enforce them; audit-only must be asked for.
-    mode = reader.choice(("mode",), data.get("mode", "enforce"), MODES) or "enforce"
+    mode = reader.choice(("mode",), data.get("mode", "enforce"), MODES, what="mode") or "enforce"
     groups = _read_groups(reader, data.get("groups", {}))
     roles = _read_roles(reader, data.get("roles", {}))
     gates: dict[str, Gate] = {}
@@ -239,7 +239,8 @@ def _read_bindings(reader: Reader, value: object, roles: Mapping[str, Role]) -> 
         if reader.required(path, data, "role", "role: contributor"):
             role = reader.string((*path, "role"), data["role"])
             if role is not None and role not in roles:
-                reader.add((*path, "role"), f"unknown role '{role}'", tuple(roles))
+                defined = "" if roles else "; the file defines no roles"
+                reader.add((*path, "role"), f"unknown role '{role}'{defined}", tuple(roles))
         principals = None
         if reader.required(path, data, "principals", 'principals: ["group:data-science"]'):
             principals = _read_principals(reader, (*path, "principals"), data["principals"])
@@ -338,7 +339,11 @@ def _check_satisfiable(reader: Reader, policy: Policy) -> None:
         if unbounded:
             continue
         who = ", ".join(sorted(users)) or "nobody"
-        roles = ", ".join(sorted(eligible)) or f"any role granting approve:{gate.name}"
+        roles = (
+            f"role {' or '.join(sorted(eligible))}"
+            if eligible
+            else f"a role granting approve:{gate.name}"
+        )
         counts: list[tuple[Path, int]] = [
             (("gates", gate.name, "approvals", "required"), gate.approvals.required)
         ]
@@ -348,7 +353,6 @@ def _check_satisfiable(reader: Reader, policy: Policy) -> None:
             if count > len(users):
                 reader.add(
                     path,
-                    f"needs {count} approvals but only {len(users)} distinct user(s) can ever "
-                    f"approve ({who}, through {roles}); bind the approver roles to more people "
-                    "or lower the count",
+                    f"needs {count} approvals but only {len(users)} distinct user(s) hold "
+                    f"{roles}: {who}; bind the approver role to more people or lower the count",
                 )
