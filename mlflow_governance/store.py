@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import sqlalchemy
 from mlflow.entities.model_registry.model_version_stages import get_canonical_stage
 from mlflow.exceptions import MlflowException
 from mlflow.store.db.utils import _get_managed_session_maker, _get_routing_session_maker
+from mlflow.store.model_registry import (
+    SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT,
+    SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT,
+)
+from mlflow.store.model_registry.dbmodels.models import SqlModelVersion, SqlRegisteredModel
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from mlflow.store.workspace_aware_mixin import WorkspaceAwareMixin
 from mlflow.utils.validation import (
@@ -40,34 +47,35 @@ from mlflow_governance.audit import capture
 from mlflow_governance.audit.writer import (
     DECISION_ALLOW,
     DECISION_DENY,
+    DECISION_WOULD_DENY,
     append,
 )
 from mlflow_governance.errors import governance_cause, to_mlflow
-from mlflow_governance.exceptions import GovernanceError, PermissionDenied
+from mlflow_governance.exceptions import GovernanceError, InvalidRequest, PermissionDenied
 from mlflow_governance.identity import Identity, current_identity
+from mlflow_governance.policy import Policy, Subject, authorize, protected_by
 from mlflow_governance.policy_source import PolicySource
 from mlflow_governance.rbac import write_permission
+from mlflow_governance.reads import name_clause, readable_globs
+from mlflow_governance.workflow.gate import GateKeeper, Move
+from mlflow_governance.workflow.requests import Target
 
 _logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _DEFAULT_RULE = "default policy (audit-only)"
 
+#: Tag keys the plugin keeps for itself; users cannot set or delete them.
+RESERVED_TAG_PREFIX = "mlflow.governance."
+
+# The model-name globs the current reader may see, while a governed search runs.
+_READ_SCOPE: ContextVar[tuple[str, ...] | None] = ContextVar(
+    "mlflow_governance_read_scope", default=None
+)
+
 
 class GovernanceWarning(UserWarning):
     """Warns about a configuration that records but does not enforce."""
-
-
-class Verdict:
-    """The policy's answer for one call, in the words the audit row uses."""
-
-    __slots__ = ("decision", "hint", "reason", "rule")
-
-    def __init__(self, decision: str, rule: str, reason: str, hint: str | None = None) -> None:
-        self.decision = decision
-        self.rule = rule
-        self.reason = reason
-        self.hint = hint
 
 
 class GovernedStore(SqlAlchemyStore):
@@ -86,7 +94,8 @@ class GovernedStore(SqlAlchemyStore):
         self.tracking_uri = tracking_uri
         db.ensure_schema(self.engine)
         self._install_session_factory()
-        self.policies = PolicySource()
+        self.policies = PolicySource(self._newest_policy)
+        self.gatekeeper = GateKeeper(self)
 
     def _install_session_factory(self) -> None:
         # Same routing as MLflow's constructor, but the write factory carries the audit
@@ -100,19 +109,40 @@ class GovernedStore(SqlAlchemyStore):
             managed = _get_managed_session_maker(write_maker, self.db_type)
         self.ManagedSessionMaker = _marking_writes(managed)
 
+    # ------------------------------------------------------------------ raw access
+    # The plugin's own reads bypass read authorisation: a gate must see the version even
+    # when the person moving it may not read it, and nothing here reaches a user unfiltered.
+
+    def raw_version(self, name: str, version: int) -> Any:
+        """The model version as MLflow stores it, without read checks."""
+        return SqlAlchemyStore.get_model_version(self, name, version)
+
+    def raw_download_uri(self, name: str, version: int) -> str:
+        """Where the version's files are, without read checks."""
+        return str(SqlAlchemyStore.get_model_version_download_uri(self, name, version))
+
+    def raw_version_by_alias(self, name: str, alias: str) -> Any:
+        """The version an alias points at, without read checks."""
+        return SqlAlchemyStore.get_model_version_by_alias(self, name, alias)
+
+    def raw_latest_versions(self, name: str, stages: list[str]) -> list[Any]:
+        """The newest version per stage, without read checks."""
+        return list(SqlAlchemyStore.get_latest_versions(self, name, stages))
+
+    def _newest_policy(self) -> tuple[int, str] | None:
+        from mlflow_governance.workflow.tables import policies
+
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sqlalchemy.select(policies.c.id, policies.c.content)
+                .order_by(policies.c.id.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else (int(row.id), str(row.content))
+
     # ------------------------------------------------------------------ decisions
 
-    def decide(self, identity: Identity, permission: str, model: str | None) -> Verdict:
-        """Ask the policy in force whether ``identity`` may use ``permission`` on ``model``.
-
-        Args:
-            identity: The actor.
-            permission: A permission of the policy vocabulary.
-            model: The registered model (or prompt) name, if the action concerns one.
-
-        Returns:
-            The verdict to enforce and record.
-        """
+    def _policy(self) -> Policy | None:
         loaded = self.policies.current()
         if loaded is None:
             warnings.warn(
@@ -122,13 +152,8 @@ class GovernedStore(SqlAlchemyStore):
                 GovernanceWarning,
                 stacklevel=1,
             )
-            return Verdict(DECISION_ALLOW, _DEFAULT_RULE, "no policy configured")
-        from mlflow_governance.policy import Subject, authorize
-
-        decision = authorize(
-            loaded.policy, Subject(identity.user, identity.groups), permission, model
-        )
-        return Verdict(decision.effect, decision.rule, decision.reason, decision.hint)
+            return None
+        return loaded.policy
 
     # ------------------------------------------------------------------ the governed path
 
@@ -142,38 +167,33 @@ class GovernedStore(SqlAlchemyStore):
         stage: str | None = None,
         alias: str | None = None,
         details: dict[str, Any] | None = None,
+        move: Move | None = None,
+        identity: Identity | None = None,
+        protect: bool = False,
     ) -> T:
-        identity = current_identity()
-        permission = write_permission(method, stage=stage, alias=alias)
+        """The single governed write path: decide, audit, run MLflow's write, commit both."""
+        identity = identity or current_identity()
         try:
-            verdict = self.decide(identity, permission, model)
+            policy = self._policy()
             op = capture.Operation(
                 action=method,
                 identity=identity,
-                decision=verdict.decision,
+                decision=DECISION_ALLOW,
                 model=model,
                 version=version,
                 alias=alias,
-                reason=verdict.reason,
-                rule=verdict.rule,
+                reason="no policy configured",
+                rule=_DEFAULT_RULE,
                 details=dict(details or {}),
             )
-            if verdict.decision == DECISION_DENY:
-                self._audit_alone(op)
-                raise PermissionDenied(
-                    actor=identity.user,
-                    action=permission,
-                    resource=_resource(model, version),
-                    reason=verdict.reason,
-                    rule=verdict.rule,
-                    hint=verdict.hint,
-                )
             if stage is not None:
                 op.details.setdefault("stage", stage)
+            if policy is not None:
+                self._decide(policy, method, op, stage=stage, move=move, protect=protect)
             with capture.running(op):
                 result = call()
             if not op.written:  # nothing reached a write session: record the call alone
-                self._audit_alone(op)
+                self.audit_alone(op)
             return result
         except GovernanceError as exc:
             raise to_mlflow(exc) from None
@@ -183,10 +203,193 @@ class GovernedStore(SqlAlchemyStore):
                 raise to_mlflow(cause) from None
             raise
 
-    def _audit_alone(self, op: capture.Operation) -> None:
+    def _decide(
+        self,
+        policy: Policy,
+        method: str,
+        op: capture.Operation,
+        *,
+        stage: str | None,
+        move: Move | None,
+        protect: bool,
+    ) -> None:
+        if move is not None:
+            self.gatekeeper.guard(op.identity, policy, move, op)
+            return
+        subject = Subject(op.identity.user, op.identity.groups)
+        permission = write_permission(method, stage=stage, alias=op.alias)
+        decision = authorize(policy, subject, permission, op.model)
+        op.decision, op.rule, op.reason = decision.effect, decision.rule, decision.reason
+        hint = decision.hint
+        if decision.effect != DECISION_DENY and protect and op.model is not None:
+            guard = self._protected(policy, op.model, op.version)
+            if guard is not None:
+                op.rule = "protect_delete"
+                op.reason = guard
+                hint = "Move the version out of the protected stage or alias first."
+                op.decision = DECISION_DENY if policy.enforcing else DECISION_WOULD_DENY
+        if op.decision == DECISION_DENY:
+            self.audit_alone(op)
+            raise PermissionDenied(
+                actor=op.identity.user,
+                action="delete" if protect else permission,
+                resource=_resource(op.model, op.version),
+                reason=op.reason or "",
+                rule=op.rule,
+                hint=hint,
+            )
+
+    def _protected(self, policy: Policy, model: str, version: int | None) -> str | None:
+        if not policy.protect_delete:
+            return None
+        if version is None:
+            versions = list(
+                SqlAlchemyStore.search_model_versions(
+                    self, f"name = '{_quote(model)}'", max_results=10000
+                )
+            )
+        else:
+            versions = [self.raw_version(model, version)]
+        for mv in versions:
+            entry = protected_by(policy, stage=mv.current_stage, aliases=mv.aliases or ())
+            if entry is not None:
+                return (
+                    f"version {mv.version} holds protected {entry} "
+                    f"(protect_delete: {', '.join(policy.protect_delete)})"
+                )
+        return None
+
+    def audit_alone(self, op: capture.Operation) -> None:
         """Record an operation in a transaction of its own (refusals, calls without a DB write)."""
         with self.engine.begin() as connection:
             append(connection, capture.entries_for(op, []))
+
+    def governed_move(self, identity: Identity, move: Move) -> Any:
+        """Make a stage or alias move for ``identity`` through the governed path.
+
+        Used by the workflow (applying a request, rolling back); the gate runs again.
+        """
+        version = move.version
+        assert version is not None
+        if move.target.kind == "alias":
+            return self._govern(
+                "set_registered_model_alias",
+                lambda: super(GovernedStore, self).set_registered_model_alias(
+                    move.model, move.target.name, version
+                ),
+                model=move.model,
+                version=version,
+                alias=move.target.name,
+                move=move,
+                identity=identity,
+                details={"via": "workflow"},
+            )
+        return self._govern(
+            "transition_model_version_stage",
+            lambda: super(GovernedStore, self).transition_model_version_stage(
+                move.model, version, move.target.name, move.archive_existing
+            ),
+            model=move.model,
+            version=version,
+            stage=move.target.name,
+            move=move,
+            identity=identity,
+            details={"via": "workflow"},
+        )
+
+    # ------------------------------------------------------------------ reads
+
+    def _check_read(self, model: str) -> None:
+        policy = self._policy()
+        if policy is None or not policy.enforcing:
+            return
+        identity = current_identity()
+        decision = authorize(policy, Subject(identity.user, identity.groups), "read", model)
+        if decision.refused:
+            op = capture.Operation(
+                "read",
+                identity,
+                DECISION_DENY,
+                model=model,
+                reason=decision.reason,
+                rule=decision.rule,
+            )
+            self.audit_alone(op)
+            raise to_mlflow(
+                PermissionDenied(
+                    actor=identity.user,
+                    action="read",
+                    resource=f"model '{model}'",
+                    reason=decision.reason,
+                    rule=decision.rule,
+                    hint=decision.hint,
+                )
+            )
+
+    @contextmanager
+    def _read_scope(self) -> Iterator[None]:
+        policy = self._policy()
+        globs = None
+        if policy is not None and policy.enforcing:
+            identity = current_identity()
+            globs = readable_globs(policy, Subject(identity.user, identity.groups))
+        if globs is None:
+            yield
+            return
+        token = _READ_SCOPE.set(globs)
+        try:
+            yield
+        finally:
+            _READ_SCOPE.reset(token)
+
+    def _get_workspace_clauses(self, model: Any) -> list[Any]:
+        clauses: list[Any] = super()._get_workspace_clauses(model)
+        globs = _READ_SCOPE.get()
+        if globs is not None and model in (SqlRegisteredModel, SqlModelVersion):
+            clauses.append(name_clause(model.name, globs, self.engine.dialect.name))
+        return clauses
+
+    def get_registered_model(self, name: Any) -> Any:
+        self._check_read(name)
+        return super().get_registered_model(name)
+
+    def get_latest_versions(self, name: Any, stages: Any = None) -> Any:
+        self._check_read(name)
+        return super().get_latest_versions(name, stages)
+
+    def get_model_version(self, name: Any, version: Any) -> Any:
+        self._check_read(name)
+        return super().get_model_version(name, version)
+
+    def get_model_version_download_uri(self, name: Any, version: Any) -> Any:
+        self._check_read(name)
+        return super().get_model_version_download_uri(name, version)
+
+    def get_model_version_by_alias(self, name: Any, alias: Any) -> Any:
+        self._check_read(name)
+        return super().get_model_version_by_alias(name, alias)
+
+    def search_registered_models(
+        self,
+        filter_string: Any = None,
+        max_results: Any = SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT,
+        order_by: Any = None,
+        page_token: Any = None,
+    ) -> Any:
+        with self._read_scope():
+            return super().search_registered_models(
+                filter_string, max_results, order_by, page_token
+            )
+
+    def search_model_versions(
+        self,
+        filter_string: Any = None,
+        max_results: Any = SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT,
+        order_by: Any = None,
+        page_token: Any = None,
+    ) -> Any:
+        with self._read_scope():
+            return super().search_model_versions(filter_string, max_results, order_by, page_token)
 
     # ------------------------------------------------------------------ registered models
 
@@ -196,6 +399,7 @@ class GovernedStore(SqlAlchemyStore):
         _validate_model_name(name)
         for tag in tags or []:
             _validate_registered_model_tag(tag.key, tag.value)
+            _refuse_reserved_tag(tag.key)
         return self._govern(
             "create_registered_model",
             lambda: super(GovernedStore, self).create_registered_model(
@@ -234,11 +438,13 @@ class GovernedStore(SqlAlchemyStore):
             "delete_registered_model",
             lambda: super(GovernedStore, self).delete_registered_model(name),
             model=name,
+            protect=True,
         )
 
     def set_registered_model_tag(self, name: Any, tag: Any) -> Any:
         _validate_model_name(name)
         _validate_registered_model_tag(tag.key, tag.value)
+        _refuse_reserved_tag(tag.key)
         return self._govern(
             "set_registered_model_tag",
             lambda: super(GovernedStore, self).set_registered_model_tag(name, tag),
@@ -249,6 +455,7 @@ class GovernedStore(SqlAlchemyStore):
     def delete_registered_model_tag(self, name: Any, key: Any) -> Any:
         _validate_model_name(name)
         _validate_tag_name(key)
+        _refuse_reserved_tag(key)
         return self._govern(
             "delete_registered_model_tag",
             lambda: super(GovernedStore, self).delete_registered_model_tag(name, key),
@@ -272,6 +479,7 @@ class GovernedStore(SqlAlchemyStore):
         _validate_model_name(name)
         for tag in tags or []:
             _validate_model_version_tag(tag.key, tag.value)
+            _refuse_reserved_tag(tag.key)
         details = {"source": source, "run_id": run_id, "model_id": model_id}
         details.update(_tags_details(tags))
         return self._govern(
@@ -311,14 +519,18 @@ class GovernedStore(SqlAlchemyStore):
         _validate_model_name(name)
         version = _validate_model_version(version)
         stage = get_canonical_stage(stage)
+        move = Move(
+            name, version, Target("stage", stage), archive_existing=bool(archive_existing_versions)
+        )
         return self._govern(
             "transition_model_version_stage",
             lambda: super(GovernedStore, self).transition_model_version_stage(
-                name, version, stage, archive_existing_versions
+                name, version, stage, move.archive_existing
             ),
             model=name,
             version=version,
             stage=stage,
+            move=move,
             details={"archive_existing_versions": bool(archive_existing_versions)},
         )
 
@@ -330,12 +542,14 @@ class GovernedStore(SqlAlchemyStore):
             lambda: super(GovernedStore, self).delete_model_version(name, version),
             model=name,
             version=version,
+            protect=True,
         )
 
     def set_model_version_tag(self, name: Any, version: Any, tag: Any) -> Any:
         _validate_model_name(name)
         version = _validate_model_version(version)
         _validate_model_version_tag(tag.key, tag.value)
+        _refuse_reserved_tag(tag.key)
         return self._govern(
             "set_model_version_tag",
             lambda: super(GovernedStore, self).set_model_version_tag(name, version, tag),
@@ -348,6 +562,7 @@ class GovernedStore(SqlAlchemyStore):
         _validate_model_name(name)
         version = _validate_model_version(version)
         _validate_tag_name(key)
+        _refuse_reserved_tag(key)
         return self._govern(
             "delete_model_version_tag",
             lambda: super(GovernedStore, self).delete_model_version_tag(name, version, key),
@@ -369,6 +584,7 @@ class GovernedStore(SqlAlchemyStore):
             model=name,
             version=version,
             alias=alias,
+            move=Move(name, version, Target("alias", alias)),
         )
 
     def delete_registered_model_alias(self, name: Any, alias: Any) -> Any:
@@ -379,6 +595,7 @@ class GovernedStore(SqlAlchemyStore):
             lambda: super(GovernedStore, self).delete_registered_model_alias(name, alias),
             model=name,
             alias=alias,
+            move=Move(name, None, Target("alias", alias), removing=True),
         )
 
     # ------------------------------------------------------------------ webhooks
@@ -465,6 +682,20 @@ def _marking_writes(managed: Callable[..., Any]) -> Callable[..., Any]:
             yield session
 
     return make_session
+
+
+def _refuse_reserved_tag(key: str) -> None:
+    if key.startswith(RESERVED_TAG_PREFIX):
+        raise to_mlflow(
+            InvalidRequest(
+                f"Tag '{key}' is reserved: keys starting with '{RESERVED_TAG_PREFIX}' are written "
+                "by mlflow-governance only. Choose another key."
+            )
+        )
+
+
+def _quote(name: str) -> str:
+    return name.replace("'", "\\'")
 
 
 def _resource(model: str | None, version: int | None) -> str:

@@ -87,6 +87,7 @@ SERVERS = {
 def wipe(db_url: str) -> None:
     """Empty the registry and governance tables and reset the audit chain head."""
     from mlflow_governance.audit.tables import GENESIS_HASH, HEAD_ROW_ID, audit_head, metadata
+    from mlflow_governance.workflow import tables as _workflow  # noqa: F401  (registers tables)
 
     engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:

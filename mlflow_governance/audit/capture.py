@@ -15,7 +15,7 @@ IntegrityError, and a rollback discards what was captured before it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -62,6 +62,9 @@ class Operation:
     extra: list[AuditEntry] = field(default_factory=list)
     #: Set once its rows are committed with a write session.
     written: bool = False
+    #: Work that must commit with the change (e.g. marking a request applied); each gets
+    #: the transaction's connection and may raise to roll the change back.
+    hooks: list[Callable[[Any], None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,9 @@ def _before_commit(session: Session) -> None:
         # A write outside any governed call is a bug in the plugin or a new MLflow path;
         # record it rather than let it pass unseen.
         op = Operation(_UNATTRIBUTED, current_identity(), "allow", reason="no governed call")
+    connection = session.connection()
+    for hook in op.hooks:
+        hook(connection)
     try:
         append(session, entries_for(op, changes))
         op.written = True

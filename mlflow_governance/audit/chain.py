@@ -122,21 +122,35 @@ def verify_rows(rows: Iterable[Mapping[str, Any]]) -> VerifyResult:
     for row in rows:
         row_id = int(row["id"])
         if row_id != expected_id:
-            missing = f"{expected_id}" if row_id == expected_id + 1 else f"{expected_id}..{row_id - 1}"
+            missing = (
+                f"{expected_id}" if row_id == expected_id + 1 else f"{expected_id}..{row_id - 1}"
+            )
             return VerifyResult(
-                False, count, expected_id - 1, expected_prev, row_id,
+                False,
+                count,
+                expected_id - 1,
+                expected_prev,
+                row_id,
                 f"row {row_id}: rows {missing} are missing (deleted)",
             )
         if row["prev_hash"] != expected_prev:
             return VerifyResult(
-                False, count, row_id - 1, expected_prev, row_id,
+                False,
+                count,
+                row_id - 1,
+                expected_prev,
+                row_id,
                 f"row {row_id}: its link to row {row_id - 1} does not match "
                 "(the row before it was edited or deleted)",
             )
         actual = row_hash(row)
         if actual != row["hash"]:
             return VerifyResult(
-                False, count, row_id - 1, expected_prev, row_id,
+                False,
+                count,
+                row_id - 1,
+                expected_prev,
+                row_id,
                 f"row {row_id}: its content does not match its hash (the row was edited)",
             )
         expected_prev = row["hash"]

@@ -6,6 +6,7 @@ from alembic import context
 
 from mlflow_governance.audit.tables import metadata
 from mlflow_governance.db import VERSION_TABLE
+from mlflow_governance.workflow import tables as _workflow_tables  # noqa: F401  (registers tables)
 
 connection = context.config.attributes["connection"]
 context.configure(

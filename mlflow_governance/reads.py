@@ -1,0 +1,103 @@
+"""Read access in SQL: which model names a user may see, as a WHERE clause.
+
+Search results must leave out models the user may not read while page sizes and page
+tokens stay right, so the filter goes into the query MLflow builds (through the store's
+workspace-clause hook), not over its results.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from mlflow_governance.policy import Policy, Subject, effective_groups, parse_permission
+
+_READ = parse_permission("read")
+
+
+def readable_globs(policy: Policy, subject: Subject) -> tuple[str, ...] | None:
+    """The model-name globs ``subject`` may read; None means every model.
+
+    Args:
+        policy: The policy in force.
+        subject: The reader.
+
+    Returns:
+        None when a binding grants ``read`` on ``*``; otherwise the globs (maybe empty).
+    """
+    assert _READ is not None
+    groups = effective_groups(policy, subject)
+    principals = {"user:*", f"user:{subject.user}", *(f"group:{g}" for g in groups)}
+    globs: list[str] = []
+    for binding in policy.bindings:
+        role = policy.roles.get(binding.role)
+        if role is None or not role.grant.grants(_READ):
+            continue
+        if principals.isdisjoint(binding.principals):
+            continue
+        if "*" in binding.models:
+            return None
+        globs.extend(binding.models)
+    return tuple(dict.fromkeys(globs))
+
+
+def name_clause(column: Any, globs: Sequence[str], dialect: str) -> Any:
+    """A SQL condition true for names matching any of the fnmatch-style ``globs``.
+
+    ``*`` and ``?`` become LIKE wildcards (with the LIKE metacharacters escaped); a glob
+    with a character class uses the dialect's own matcher (SQLite GLOB, a regular
+    expression on PostgreSQL and MySQL).
+
+    Args:
+        column: The name column.
+        globs: The globs.
+        dialect: The SQLAlchemy dialect name.
+
+    Returns:
+        A boolean SQL expression (false when ``globs`` is empty).
+    """
+    if not globs:
+        return sa.false()
+    return sa.or_(*(_one(column, glob, dialect) for glob in globs))
+
+
+def _one(column: Any, glob: str, dialect: str) -> Any:
+    if "[" not in glob:
+        if "*" not in glob and "?" not in glob:
+            return column == glob
+        escaped = glob.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return column.like(escaped.replace("*", "%").replace("?", "_"), escape="\\")
+    if dialect == "sqlite":
+        return column.op("GLOB")(glob.replace("[!", "[^"))
+    pattern = "^" + _glob_to_regex(glob) + "$"
+    if dialect == "postgresql":
+        return column.op("~")(pattern)
+    return column.op("REGEXP BINARY")(pattern)
+
+
+def _glob_to_regex(glob: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(glob):
+        char = glob[i]
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "[":
+            end = glob.find("]", i + 1)
+            if end == -1:
+                out.append(re.escape(char))
+            else:
+                body = glob[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out)

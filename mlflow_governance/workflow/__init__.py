@@ -1,0 +1,1 @@
+"""Promotion requests, approvals, applied policies, and the gate in front of gated moves."""

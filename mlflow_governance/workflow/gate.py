@@ -1,0 +1,427 @@
+"""The gate in front of every stage transition and alias move, whatever the client.
+
+A stock ``transition_model_version_stage`` or ``set_registered_model_alias`` call, the
+automatic apply at the last approval, ``promote`` and ``rollback`` all pass through
+:meth:`GateKeeper.guard`. It lets a move through when the policy grants it and no gate
+applies, when an approved request for exactly that move satisfies the gate now, or when
+the actor holds a break-glass role (which leaves a review request open). Otherwise it
+refuses, and for someone allowed to ask it opens (or reuses) the pending request and
+names it in the refusal. Stages and aliases are governed alike, so an alias is never a
+way around a stage gate, and moving out of a gated stage needs the same right as moving in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mlflow_governance.audit.writer import DECISION_ALLOW, DECISION_DENY, DECISION_WOULD_DENY
+from mlflow_governance.exceptions import Conflict, PermissionDenied
+from mlflow_governance.policy import (
+    CheckResult,
+    Gate,
+    GateReport,
+    Policy,
+    Subject,
+    authorize,
+    count_approvals,
+    describe_approvals,
+    evaluate_checks,
+    gates_for,
+    may_break_glass,
+)
+from mlflow_governance.workflow import requests as rq
+from mlflow_governance.workflow.facts import version_facts
+from mlflow_governance.workflow.tables import (
+    APPLIED,
+    APPROVED,
+    KIND_REVIEW,
+    OPEN_STATES,
+    PENDING,
+    SUPERSEDED,
+)
+
+if TYPE_CHECKING:
+    from mlflow_governance.audit.capture import Operation
+    from mlflow_governance.identity import Identity
+    from mlflow_governance.store import GovernedStore
+
+
+@dataclass
+class Move:
+    """A stage transition or alias move about to be made.
+
+    Attributes:
+        model: The registered model.
+        version: The version moved (None when an alias is deleted).
+        target: The stage or alias.
+        removing: True for an alias deletion.
+        archive_existing: Whether other versions in the target stage get archived; the
+            gate may turn it on (``archive_existing: true``).
+        via_request: The approved request this move applies, when the workflow applies it.
+        rollback: Whether the move restores a previous holder (rollback approvals count).
+    """
+
+    model: str
+    version: int | None
+    target: rq.Target
+    removing: bool = False
+    archive_existing: bool = False
+    via_request: int | None = None
+    rollback: bool = False
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def permission(self) -> str:
+        """The permission the target needs."""
+        prefix = "alias" if self.target.kind == rq.ALIAS else "transition"
+        return f"{prefix}:{self.target.name}"
+
+
+@dataclass(frozen=True)
+class GateStatus:
+    """Where a version stands against a gate: checks and approvals."""
+
+    gate: Gate
+    checks: tuple[CheckResult, ...]
+    approvals: GateReport | None
+
+    @property
+    def failed_checks(self) -> tuple[CheckResult, ...]:
+        """The checks that do not pass."""
+        return tuple(c for c in self.checks if not c.passed)
+
+    def explain(self, policy: Policy) -> str:
+        """A sentence listing what is missing, e.g. for a refusal."""
+        parts = []
+        if self.approvals is not None and not self.approvals.satisfied:
+            parts.append(describe_approvals(policy, self.gate, self.approvals))
+        parts.extend(
+            f"check {c.name} fails (expected {c.expected}, got {c.actual})"
+            for c in self.failed_checks
+        )
+        return "; ".join(parts) if parts else "nothing missing"
+
+
+Hook = Callable[[Any], None]
+
+
+class GateKeeper:
+    """Decides gated moves for one governed store.
+
+    Args:
+        store: The governed store (for raw reads, the engine and the tracking URI).
+    """
+
+    def __init__(self, store: GovernedStore) -> None:
+        self.store = store
+
+    # ------------------------------------------------------------------ evaluation
+
+    def status(
+        self,
+        policy: Policy,
+        gate: Gate,
+        model: str,
+        version: int,
+        target: rq.Target,
+        request: rq.RequestView | None,
+        *,
+        rollback: bool = False,
+    ) -> GateStatus:
+        """Evaluate a gate's checks (and a request's approvals) for a version now."""
+        from mlflow_governance.workflow.service import utc_now
+
+        mv = self.store.raw_version(model, version)
+        facts = version_facts(
+            mv, (gate,), self.store.tracking_uri, self.store.raw_download_uri(model, version)
+        )
+        checks = evaluate_checks(gate, facts)
+        if target.kind == rq.ALIAS and facts.current_stage in gate.targets.stages:
+            # A version already standing in the gate's stage has passed this gate once;
+            # pointing the gate's alias at it needs no detour back through from_stages.
+            checks = tuple(c for c in checks if c.name != "from_stages")
+        report = None
+        if request is not None:
+            votes = [_fact(vote) for vote in request.approvals if vote.decision == "approve"]
+            report = count_approvals(
+                policy,
+                gate,
+                model,
+                votes,
+                requester=request.requester,
+                creator=mv.user_id,
+                now=utc_now(),
+                rollback=rollback or request.kind == "rollback",
+            )
+        return GateStatus(gate, checks, report)
+
+    # ------------------------------------------------------------------ the guard
+
+    def guard(self, identity: Identity, policy: Policy, move: Move, op: Operation) -> None:
+        """Decide a move; fill ``op`` with the verdict; raise when it is refused.
+
+        Args:
+            identity: The actor.
+            policy: The policy in force.
+            move: The move.
+            op: The operation about to run; gets decision, rule, reason, request id and
+                the in-transaction hooks.
+
+        Raises:
+            PermissionDenied: Refused in ``enforce`` mode (already audited; a request may
+                have been opened and is named in the message).
+        """
+        subject = Subject(identity.user, identity.groups)
+        refusal = self._exit_refusal(policy, subject, move) or self._target_refusal(
+            identity, policy, subject, move, op
+        )
+        if refusal is None:
+            return
+        rule, reason, hint, request_id = refusal
+        op.rule, op.reason, op.request_id = rule, reason, request_id
+        if not policy.enforcing:
+            op.decision = DECISION_WOULD_DENY
+            return
+        op.decision = DECISION_DENY
+        self.store.audit_alone(op)
+        raise PermissionDenied(
+            actor=identity.user,
+            action=move.permission if not move.removing else f"remove {move.target}",
+            resource=_resource(move),
+            reason=reason,
+            rule=rule,
+            hint=hint,
+            request_id=request_id,
+        )
+
+    def _exit_refusal(
+        self, policy: Policy, subject: Subject, move: Move
+    ) -> tuple[str, str, str | None, int | None] | None:
+        if move.target.kind != rq.STAGE or move.version is None:
+            return None
+        current = self.store.raw_version(move.model, move.version).current_stage
+        if current == move.target.name or not gates_for(policy, move.model, stage=current):
+            return None
+        decision = authorize(policy, subject, f"transition:{current}", move.model)
+        if decision.granted:
+            return None
+        return (
+            decision.rule,
+            f"version {move.version} stands in gated stage {current}; moving it out needs "
+            f"'transition:{current}' as moving in does ({decision.reason})",
+            decision.hint,
+            None,
+        )
+
+    def _target_refusal(
+        self, identity: Identity, policy: Policy, subject: Subject, move: Move, op: Operation
+    ) -> tuple[str, str, str | None, int | None] | None:
+        granted = authorize(policy, subject, move.permission, move.model)
+        stage = move.target.name if move.target.kind == rq.STAGE else None
+        alias = move.target.name if move.target.kind == rq.ALIAS else None
+        gates = gates_for(policy, move.model, stage=stage, alias=alias)
+        if move.removing or not gates:
+            if granted.granted:
+                op.rule, op.reason = granted.rule, granted.reason
+                return None
+            return granted.rule, granted.reason, granted.hint, None
+        assert move.version is not None  # only removals have no version
+        gate = gates[0]
+        op.details["gate"] = gate.name
+        if gate.archive_existing and move.target.kind == rq.STAGE:
+            move.archive_existing = True
+        request = self._approved_request(move)
+        if request is not None:
+            may_apply = (
+                move.via_request is not None
+                or granted.granted
+                or identity.user == request.requester
+            )
+            status = self.status(
+                policy, gate, move.model, move.version, move.target, request, rollback=move.rollback
+            )
+            assert status.approvals is not None
+            if may_apply and status.approvals.satisfied and not status.failed_checks:
+                self._apply_through(op, request, gate)
+                return None
+            if not may_apply:
+                return (
+                    granted.rule,
+                    f"request #{request.id} is approved but {granted.reason}",
+                    granted.hint,
+                    request.id,
+                )
+            return (
+                f"gates.{gate.name}",
+                f"gate {gate.name}: {status.explain(policy)}",
+                f"Request #{request.id} is approved but cannot apply yet.",
+                request.id,
+            )
+        glass = may_break_glass(policy, gate, move.model, subject)
+        if glass.granted and move.via_request is None:
+            self._break_glass(op, move, gate, identity)
+            return None
+        return self._refuse_and_request(identity, policy, subject, move, gate, granted.hint)
+
+    def _approved_request(self, move: Move) -> rq.RequestView | None:
+        with self.store.engine.connect() as conn:
+            if move.via_request is not None:
+                return rq.load(conn, move.via_request)
+            found = rq.search(
+                conn,
+                model=move.model,
+                version=move.version,
+                target=move.target,
+                state=APPROVED,
+                limit=1,
+            )
+        return found[0] if found else None
+
+    def _apply_through(self, op: Operation, request: rq.RequestView, gate: Gate) -> None:
+        from mlflow_governance.workflow.service import utc_now
+
+        op.request_id = request.id
+        op.rule = f"gates.{gate.name}"
+        op.reason = f"applies approved request #{request.id}"
+        op.details["approvers"] = [a.approver for a in request.approvals if a.decision == "approve"]
+
+        def mark_applied(conn: Any) -> None:
+            now = utc_now()
+            if not rq.transition(
+                conn,
+                request.id,
+                from_states=[APPROVED],
+                to_state=APPLIED,
+                now=now,
+                by=op.identity.user,
+                applied=True,
+            ):
+                raise Conflict(
+                    f"Request #{request.id} was applied or closed meanwhile; nothing was changed."
+                )
+            _supersede_others(conn, request, now, op.identity.user)
+
+        op.hooks.append(mark_applied)
+
+    def _break_glass(self, op: Operation, move: Move, gate: Gate, identity: Identity) -> None:
+        from mlflow_governance.workflow.service import utc_now
+
+        op.rule = f"gates.{gate.name}.break_glass_roles"
+        op.reason = "break-glass move; a post-hoc review request is opened"
+        op.details["break_glass"] = True
+        assert move.version is not None
+
+        def open_review(conn: Any) -> None:
+            review_id = rq.insert(
+                conn,
+                kind=KIND_REVIEW,
+                model=move.model,
+                version=move.version,
+                target=move.target,
+                gate=gate.name,
+                state=PENDING,
+                requester=identity.user,
+                comment="post-hoc review of a break-glass move",
+                archive_existing=False,
+                now=utc_now(),
+            )
+            op.request_id = review_id
+
+        op.hooks.append(open_review)
+
+    def _refuse_and_request(
+        self,
+        identity: Identity,
+        policy: Policy,
+        subject: Subject,
+        move: Move,
+        gate: Gate,
+        hint: str | None,
+    ) -> tuple[str, str, str | None, int | None]:
+        assert move.version is not None
+        may_request = (
+            authorize(policy, subject, "request", move.model).granted
+            or authorize(policy, subject, move.permission, move.model).granted
+        )
+        request = None
+        if may_request and policy.enforcing:
+            from mlflow_governance.workflow.service import Workflow
+
+            request = Workflow(self.store).open_request(
+                identity,
+                move.model,
+                move.version,
+                move.target,
+                comment="opened by a refused registry call",
+                archive_existing=move.archive_existing,
+                rollback=move.rollback,
+            )
+        status = self.status(
+            policy, gate, move.model, move.version, move.target, request, rollback=move.rollback
+        )
+        if status.approvals is None:
+            from mlflow_governance.workflow.service import utc_now
+
+            mv = self.store.raw_version(move.model, move.version)
+            status = GateStatus(
+                gate,
+                status.checks,
+                count_approvals(
+                    policy,
+                    gate,
+                    move.model,
+                    [],
+                    requester=identity.user,
+                    creator=mv.user_id,
+                    now=utc_now(),
+                    rollback=move.rollback,
+                ),
+            )
+        reason = f"gate {gate.name}: {status.explain(policy)}"
+        if request is not None:
+            return (
+                f"gates.{gate.name}",
+                reason,
+                f"Request #{request.id} is open: mlflow-governance approve {request.id}",
+                request.id,
+            )
+        return (
+            f"gates.{gate.name}",
+            reason,
+            hint or "Ask for a role granting 'request' to open a promotion request.",
+            None,
+        )
+
+
+def _supersede_others(conn: Any, request: rq.RequestView, now: Any, by: str) -> None:
+    for other in rq.search(conn, model=request.model, target=request.target, states=OPEN_STATES):
+        if other.id != request.id and other.kind != KIND_REVIEW:
+            rq.transition(
+                conn,
+                other.id,
+                from_states=OPEN_STATES,
+                to_state=SUPERSEDED,
+                now=now,
+                by=by,
+                reason=f"superseded by request #{request.id}",
+            )
+
+
+def _fact(vote: rq.ApprovalView) -> Any:
+    from datetime import datetime
+
+    from mlflow_governance.policy import ApprovalFact
+
+    when = datetime.fromisoformat(vote.time.rstrip("Z"))
+    return ApprovalFact(vote.approver, frozenset(vote.groups), when)
+
+
+def _resource(move: Move) -> str:
+    if move.version is None:
+        return f"model '{move.model}'"
+    return f"model '{move.model}' version {move.version}"
+
+
+__all__ = ["DECISION_ALLOW", "GateKeeper", "GateStatus", "Move"]
