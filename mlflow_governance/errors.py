@@ -7,6 +7,7 @@ message written for people, never a raw database error.
 from __future__ import annotations
 
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import ErrorCode
 
 from mlflow_governance.exceptions import GovernanceError
 
@@ -20,7 +21,7 @@ def to_mlflow(error: GovernanceError) -> MlflowException:
     Returns:
         An ``MlflowException`` with the error's code and message, chained to it.
     """
-    converted = MlflowException(error.message, error_code=error.error_code)
+    converted = MlflowException(error.message, error_code=ErrorCode.Value(error.error_code))
     converted.__cause__ = error
     return converted
 
