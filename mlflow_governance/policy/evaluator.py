@@ -136,15 +136,22 @@ def gates_for(
     Returns:
         The matching gates in file order (empty when neither target is given).
     """
-    stage_key = stage.lower() if stage is not None else None
-    found = []
-    for gate in policy.gates.values():
-        targeted = (stage_key is not None and stage_key in gate.stage_keys) or (
-            alias is not None and gate.alias_globs.match(alias)
+    index = policy.index
+    by_stage = index.gates_by_stage.get(stage.lower(), ()) if stage is not None else ()
+    by_alias = (
+        tuple(gate for gate in index.alias_gates if gate.alias_globs.match(alias))
+        if alias is not None
+        else ()
+    )
+    if by_stage and by_alias:
+        # Both targets given: keep file order and list a gate matching both once.
+        chosen = {id(gate) for gate in (*by_stage, *by_alias)}
+        candidates: tuple[Gate, ...] = tuple(
+            gate for gate in policy.gates.values() if id(gate) in chosen
         )
-        if targeted and gate.model_globs.match(model):
-            found.append(gate)
-    return tuple(found)
+    else:
+        candidates = by_stage or by_alias
+    return tuple(gate for gate in candidates if gate.model_globs.match(model))
 
 
 def evaluate_checks(gate: Gate, facts: VersionFacts) -> tuple[CheckResult, ...]:
@@ -408,10 +415,12 @@ def _hint(policy: Policy, perm: Permission, model: str | None) -> str:
 
 
 def _roles_granting(policy: Policy, perm: Permission) -> list[str]:
-    granting = [role for role in policy.roles.values() if role.grant.grants(perm)]
-    # Least privilege first: suggest the narrowest role that would do, `*` roles last.
-    granting.sort(key=lambda role: (role.grant.everything, len(role.permissions)))
-    return [role.name for role in granting]
+    index = policy.index
+    known = index.granting.get(perm.text)
+    if known is not None:
+        return list(known)
+    # Aliases are open-ended names, so only the roles granting some alias are scanned.
+    return [role.name for role in index.alias_roles if role.grant.grants(perm)]
 
 
 def _who(user: str, groups: frozenset[str]) -> str:

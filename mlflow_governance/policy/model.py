@@ -9,12 +9,17 @@ equivalent files compare equal.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
-from mlflow_governance.policy.permissions import GlobSet, Permission, parse_permission
+from mlflow_governance.policy.permissions import (
+    PERMISSION_FORMS,
+    GlobSet,
+    Permission,
+    parse_permission,
+)
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -60,6 +65,28 @@ class FrozenMap(Mapping[K, V], Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+    # The Mapping mixins go through __getitem__ one key at a time; the evaluator walks
+    # these maps on every decision, so delegate straight to the dict.
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def get(self, key: K, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    def keys(self) -> KeysView[K]:
+        return self._data.keys()
+
+    def values(self) -> ValuesView[V]:
+        return self._data.values()
+
+    def items(self) -> ItemsView[K, V]:
+        return self._data.items()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrozenMap):
+            return self._data == other._data
+        return self._data == other if isinstance(other, Mapping) else NotImplemented
 
     def __hash__(self) -> int:
         if self._hash is None:
@@ -304,11 +331,20 @@ class PolicyIndex:
         user_groups: User to the policy groups listing them.
         by_principal: ``user:X``/``group:G``/``user:*`` to the indexes of its bindings.
         approver_roles: Gate name to the roles whose holders may approve it.
+        granting: Each non-alias permission to the roles granting it, narrowest first
+            (refusal hints name them).
+        alias_roles: Roles that grant some alias, narrowest first.
+        gates_by_stage: Lower-cased stage name to the gates targeting it, in file order.
+        alias_gates: Gates with alias targets, in file order.
     """
 
     user_groups: Mapping[str, frozenset[str]]
     by_principal: Mapping[str, tuple[int, ...]]
     approver_roles: Mapping[str, frozenset[str]]
+    granting: Mapping[str, tuple[str, ...]]
+    alias_roles: tuple[Role, ...]
+    gates_by_stage: Mapping[str, tuple[Gate, ...]]
+    alias_gates: tuple[Gate, ...]
 
     @classmethod
     def of(cls, policy: Policy) -> PolicyIndex:
@@ -330,10 +366,37 @@ class PolicyIndex:
                 approver_roles[gate.name] = frozenset(
                     role.name for role in policy.roles.values() if role.grant.grants(wanted)
                 )
+        # Least privilege first: a hint should suggest the narrowest role that would do.
+        ranked = sorted(
+            policy.roles.values(), key=lambda role: (role.grant.everything, len(role.permissions))
+        )
+        vocabulary = {parse_permission(text) for text in PERMISSION_FORMS if "<" not in text}
+        vocabulary |= {Permission("approve", name) for name in policy.gates}
+        vocabulary |= {
+            permission
+            for role in ranked
+            for permission in map(parse_permission, role.permissions)
+            if permission is not None and permission.kind == "approve"
+        }
+        granting = {
+            permission.text: tuple(role.name for role in ranked if role.grant.grants(permission))
+            for permission in vocabulary
+            if permission is not None
+        }
+        gates_by_stage: dict[str, list[Gate]] = {}
+        for gate in policy.gates.values():
+            for stage in gate.stage_keys:
+                gates_by_stage.setdefault(stage, []).append(gate)
         return cls(
             user_groups={user: frozenset(groups) for user, groups in user_groups.items()},
             by_principal={p: tuple(ids) for p, ids in by_principal.items()},
             approver_roles=approver_roles,
+            granting=granting,
+            alias_roles=tuple(
+                role for role in ranked if role.grant.everything or role.grant.aliases.patterns
+            ),
+            gates_by_stage={stage: tuple(gates) for stage, gates in gates_by_stage.items()},
+            alias_gates=tuple(g for g in policy.gates.values() if g.targets.aliases),
         )
 
 

@@ -199,3 +199,27 @@ class TestBreakGlass:
         refused = may_break_glass(strict, strict.gates["staging"], MODEL, Subject("admin"))
         assert refused.refused
         assert refused.reason == "no role may break glass on gate staging"
+
+
+class TestGlobs:
+    @pytest.mark.parametrize(
+        ("patterns", "name", "matches"),
+        [
+            (("*",), "anything", True),
+            (("fraud-detector",), "fraud-detector", True),
+            (("fraud-detector",), "fraud-detector-2", False),
+            (("fraud-*",), "fraud-", True),
+            (("fraud-*",), "Fraud-x", False),
+            (("m?",), "m1", True),
+            (("m?",), "m12", False),
+            (("eu-[ab]*",), "eu-a1", True),
+            (("eu-[!ab]*",), "eu-a1", False),
+            (("*-prod",), "fraud-prod", True),
+            (("a*", "b?", "c"), "b1", True),
+            ((), "x", False),
+        ],
+    )
+    def test_glob_sets(self, patterns: tuple[str, ...], name: str, matches: bool) -> None:
+        from mlflow_governance.policy.permissions import GlobSet
+
+        assert GlobSet.of(patterns).match(name) is matches
