@@ -21,7 +21,7 @@ from mlflow_governance.policy.decisions import (
     Subject,
     VersionFacts,
 )
-from mlflow_governance.policy.model import Binding, Gate, Policy
+from mlflow_governance.policy.model import Binding, Gate, Policy, format_number
 from mlflow_governance.policy.permissions import (
     PERMISSION_FORMS,
     Permission,
@@ -184,7 +184,9 @@ def evaluate_checks(gate: Gate, facts: VersionFacts) -> tuple[CheckResult, ...]:
             results.append(CheckResult(f"metric {name}", False, str(condition), repr(raw)))
             continue
         results.append(
-            CheckResult(f"metric {name}", condition.holds(value), str(condition), repr(value))
+            CheckResult(
+                f"metric {name}", condition.holds(value), str(condition), format_number(value)
+            )
         )
     for name, wanted in gate.checks.tags.items():
         actual = facts.tags.get(name)

@@ -97,6 +97,13 @@ class FrozenMap(Mapping[K, V], Generic[K, V]):
         return f"FrozenMap({self._data!r})"
 
 
+def format_number(value: float) -> str:
+    """Print a metric value or threshold: ``200`` rather than ``200.0``, else Python's repr."""
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
 class MetricCondition(NamedTuple):
     """A threshold a logged metric must meet, e.g. ``(">=", 0.95)``."""
 
@@ -119,7 +126,7 @@ class MetricCondition(NamedTuple):
         return value != limit
 
     def __str__(self) -> str:
-        return f"{self.op} {self.threshold!r}"
+        return f"{self.op} {format_number(self.threshold)}"
 
 
 @dataclass(frozen=True)
