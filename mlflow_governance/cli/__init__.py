@@ -10,6 +10,7 @@ import click
 
 from mlflow_governance.cli._common import emit, json_option, open_store, registry_option
 from mlflow_governance.cli.audit import audit, history
+from mlflow_governance.cli.workflow import COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -64,5 +65,7 @@ def whoami(as_json: bool) -> None:
 
 main.add_command(audit)
 main.add_command(history)
+for _command in COMMANDS:
+    main.add_command(_command)
 
 __all__ = ["main"]
