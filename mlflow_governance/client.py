@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -192,8 +193,14 @@ class GovernanceClient:
                     )
                 )
             time.sleep(poll_interval)
-            result = self._run(lambda rid=request["id"]: self._poll(identity, rid))
+            result = self._run(partial(self._poll, identity, int(request["id"])))
         return result
+
+    def _poll(self, identity: Identity, request_id: int) -> dict[str, Any]:
+        view = self.workflow.get(request_id)
+        if view.state == APPROVED:
+            view = self.workflow.apply(identity, view.id)
+        return {"status": view.state, "request": view.to_dict()}
 
     def rollback(
         self,

@@ -9,8 +9,8 @@ MLflow: the conversion to ``MlflowException`` lives in :mod:`mlflow_governance.e
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 
 class GovernanceError(Exception):
@@ -86,7 +86,7 @@ class ConfigurationError(GovernanceError):
     error_code = "INVALID_PARAMETER_VALUE"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class PolicyIssue:
     """One problem found in a policy file, pinned to where it is.
 
@@ -104,7 +104,7 @@ class PolicyIssue:
     column: int
     field: str
     message: str
-    valid: Sequence[str] = field(default_factory=tuple)
+    valid: Sequence[str] = dataclasses.field(default_factory=tuple)
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file

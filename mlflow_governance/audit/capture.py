@@ -107,31 +107,35 @@ def _history(obj: Any, attr: str) -> tuple[bool, Any, Any]:
     return True, before, after
 
 
+def _is(obj: object, cls: type) -> bool:
+    # A plain bool (no narrowing): the ORM columns read below are values at run time,
+    # which the type checker would otherwise see as Column objects.
+    return isinstance(obj, cls)
+
+
 def _changes_of_flush(session: Session) -> list[Change]:
     changes: list[Change] = []
     for obj in session.new:
-        if isinstance(obj, SqlModelVersion):
+        if _is(obj, SqlModelVersion):
             changes.append(Change(obj.name, obj.version, None, obj.current_stage))
-        elif isinstance(obj, SqlRegisteredModelAlias):
+        elif _is(obj, SqlRegisteredModelAlias):
             changes.append(Change(obj.name, obj.version, alias=obj.alias, alias_after=obj.version))
     for obj in session.dirty:
-        if isinstance(obj, SqlModelVersion):
+        if _is(obj, SqlModelVersion):
             changed, before, after = _history(obj, "current_stage")
             if changed and before != after:
                 changes.append(Change(obj.name, obj.version, before, after))
-        elif isinstance(obj, SqlRegisteredModelAlias):
+        elif _is(obj, SqlRegisteredModelAlias):
             changed, before, after = _history(obj, "version")
             if changed and before != after:
                 changes.append(
                     Change(obj.name, after, alias=obj.alias, alias_before=before, alias_after=after)
                 )
     for obj in session.deleted:
-        if isinstance(obj, SqlModelVersion):
+        if _is(obj, SqlModelVersion):
             changes.append(Change(obj.name, obj.version, obj.current_stage, "Deleted_Internal"))
-        elif isinstance(obj, SqlRegisteredModelAlias):
-            changes.append(
-                Change(obj.name, obj.version, alias=obj.alias, alias_before=obj.version)
-            )
+        elif _is(obj, SqlRegisteredModelAlias):
+            changes.append(Change(obj.name, obj.version, alias=obj.alias, alias_before=obj.version))
     return changes
 
 
@@ -190,7 +194,7 @@ def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
     if op is None:
         return
     for obj in session.new:
-        if isinstance(obj, SqlModelVersion) and obj.user_id is None:
+        if _is(obj, SqlModelVersion) and obj.user_id is None:
             obj.user_id = op.identity.user
 
 

@@ -71,7 +71,7 @@ def list_rows(connection: sa.Connection, flt: AuditFilter) -> list[dict[str, Any
     query = query.order_by(c.id.desc() if flt.newest_first else c.id)
     if flt.limit is not None:
         query = query.limit(flt.limit)
-    return [row_to_dict(row._mapping) for row in connection.execute(query)]
+    return [row_to_dict(dict(row._mapping)) for row in connection.execute(query)]
 
 
 def _naive_utc(value: datetime) -> datetime:
@@ -95,7 +95,7 @@ def _iter_rows(connection: sa.Connection) -> Iterator[Mapping[str, Any]]:
         if not page:
             return
         for row in page:
-            yield row._mapping
+            yield dict(row._mapping)
         last = page[-1].id
 
 

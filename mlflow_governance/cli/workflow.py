@@ -308,7 +308,7 @@ def promote_cmd(
     client = _client(registry_uri)
     with _errors():
         data = client.promote(name, version, to, wait=wait, timeout=timeout, comment=comment)
-    request = data.get("request")
+    request = data.get("request") or {}
     if data["status"] == "applied":
         text = f"{name} version {version} is now at {to}."
     else:

@@ -313,12 +313,14 @@ class GateKeeper:
         op.details["break_glass"] = True
         assert move.version is not None
 
+        version = move.version
+
         def open_review(conn: Any) -> None:
             review_id = rq.insert(
                 conn,
                 kind=KIND_REVIEW,
                 model=move.model,
-                version=move.version,
+                version=version,
                 target=move.target,
                 gate=gate.name,
                 state=PENDING,

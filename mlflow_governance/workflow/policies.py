@@ -104,7 +104,7 @@ def apply_policy(store: GovernedStore, identity: Identity, text: str, source: st
                 applied_at=utc_now(),
             )
         )
-        policy_id = int(result.inserted_primary_key[0])
+        policy_id = _new_id(result)
         append(
             conn,
             [
@@ -182,3 +182,9 @@ def explain(store: GovernedStore, user: str, model: str, groups: frozenset[str])
 def _holds(policy: Any, subject: Subject, model: str, roles: tuple[str, ...]) -> bool:
     held = {g.permission for g in roles_of(policy, subject, model)}
     return bool(held.intersection(roles))
+
+
+def _new_id(result: Any) -> int:
+    key = result.inserted_primary_key
+    assert key is not None  # an INSERT of one row always has it
+    return int(key[0])

@@ -251,7 +251,7 @@ def insert(
             updated_at=now,
         )
     )
-    return int(result.inserted_primary_key[0])
+    return _new_id(result)
 
 
 def lock_open(conn: sa.Connection, request_id: int, now: datetime) -> None:
@@ -342,3 +342,9 @@ def add_vote(
             time=now,
         )
     )
+
+
+def _new_id(result: Any) -> int:
+    key = result.inserted_primary_key
+    assert key is not None  # an INSERT of one row always has it
+    return int(key[0])
