@@ -20,6 +20,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	rm -rf .demo && mkdir -p .demo
 	cd .demo && ../$(PY) ../examples/quickstart.py
+	cd .demo && ../$(PY) ../examples/team_story.py
 
 test: $(STAMP)
 	$(PY) -m pytest -n auto --dist loadgroup -q $(PYTEST_ARGS)

@@ -102,6 +102,8 @@ class Workflow:
             return view
         from dataclasses import replace
 
+        if view.kind == KIND_REVIEW:  # the move happened already; only approvals are owed
+            status = GateStatus(status.gate, (), status.approvals)
         return replace(view, needs=status.explain(policy))
 
     # ------------------------------------------------------------------ opening
@@ -581,6 +583,9 @@ class Workflow:
     ) -> AuditEntry:
         details = {k: v for k, v in details.items() if v is not None}
         details["target"] = str(target)
+        if reason is None:
+            verb = action.replace("_request", "").replace("request_promotion", "open")
+            reason = f"{verb} request #{request_id}: version {version} to {target}"
         return AuditEntry(
             action=action,
             identity=identity,
