@@ -1,0 +1,68 @@
+"""Responses in MLflow's REST error format: JSON ``{"error_code", "message"}``.
+
+MLflow's handlers answer errors with the error code's HTTP status (``PERMISSION_DENIED``
+is 403, ``RESOURCE_DOES_NOT_EXIST`` 404, ``INVALID_PARAMETER_VALUE`` 400, ``UNAUTHENTICATED``
+401) and this body; the governance routes do the same so one client handles both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from flask import Response
+from mlflow.exceptions import MlflowException
+
+from mlflow_governance.errors import to_mlflow
+from mlflow_governance.exceptions import GovernanceError
+
+#: What a browser needs to show its login prompt for basic-auth.
+BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="mlflow"'}
+
+STATUS_BY_CODE = {
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "RESOURCE_DOES_NOT_EXIST": 404,
+    "INVALID_PARAMETER_VALUE": 400,
+    "BAD_REQUEST": 400,
+}
+
+
+def error_body(error_code: str, message: str) -> bytes:
+    """The JSON body of an error."""
+    return json.dumps({"error_code": error_code, "message": message}).encode("utf-8")
+
+
+def error_response(
+    error_code: str,
+    message: str,
+    status: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A JSON error response.
+
+    Args:
+        error_code: An MLflow error code name, e.g. ``PERMISSION_DENIED``.
+        message: What happened, for people.
+        status: The HTTP status; by default the one MLflow uses for the code.
+        headers: Extra headers (e.g. the basic-auth challenge).
+    """
+    response = Response(error_body(error_code, message), mimetype="application/json")
+    response.status_code = status or STATUS_BY_CODE.get(error_code, 500)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def exception_response(exc: Exception) -> Response:
+    """Turn a plugin or MLflow error into MLflow's error response.
+
+    Args:
+        exc: A :class:`GovernanceError` or an ``MlflowException``.
+    """
+    converted = to_mlflow(exc) if isinstance(exc, GovernanceError) else exc
+    if not isinstance(converted, MlflowException):
+        raise TypeError(f"not an MLflow or governance error: {exc!r}")
+    response = Response(converted.serialize_as_json(), mimetype="application/json")
+    response.status_code = converted.get_http_status_code()
+    return response

@@ -1,0 +1,362 @@
+"""The OpenAPI 3.1 description of the governance REST API (served as ``openapi.json``).
+
+Schemas are JSON Schema 2020-12 (OpenAPI 3.1), so a client can validate responses with any
+JSON Schema library; the suite checks every route's answers against them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlflow_governance.workflow.tables import STATES
+
+OPENAPI_VERSION = "3.1.0"
+
+
+def _nullable(kind: str) -> dict[str, Any]:
+    return {"type": [kind, "null"]}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(properties: dict[str, Any], *, extra: bool = False) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": extra,
+    }
+
+
+_APPROVAL = _obj(
+    {
+        "approver": {"type": "string"},
+        "decision": {"type": "string", "enum": ["approve", "reject"]},
+        "comment": _nullable("string"),
+        "time": {"type": "string", "description": "ISO-8601 UTC"},
+    }
+)
+
+_REQUEST = _obj(
+    {
+        "id": {"type": "integer"},
+        "model": {"type": "string"},
+        "version": {"type": "integer"},
+        "target": {"type": "string", "description": "A stage (Production) or @alias"},
+        "state": {"type": "string", "enum": list(STATES)},
+        "requester": {"type": "string"},
+        "approvals": {"type": "array", "items": _ref("Approval")},
+        "rejections": {"type": "array", "items": _ref("Approval")},
+        "kind": {"type": "string", "enum": ["promotion", "rollback", "review"]},
+        "gate": _nullable("string"),
+        "comment": _nullable("string"),
+        "archive_existing": {"type": "boolean"},
+        "created_at": {"type": "string"},
+        "updated_at": {"type": "string"},
+        "closed_by": _nullable("string"),
+        "closed_reason": _nullable("string"),
+        "applied_at": _nullable("string"),
+        "applied_by": _nullable("string"),
+        "needs": {**_nullable("string"), "description": "What the gate still needs"},
+    },
+    extra=True,  # e.g. apply_error when the last approval could not apply the move
+)
+
+_AUDIT_ROW = _obj(
+    {
+        "id": {"type": "integer"},
+        "time": {"type": "string"},
+        "actor": {"type": "string"},
+        "identity_source": {"type": "string"},
+        "action": {"type": "string"},
+        "model": _nullable("string"),
+        "version": _nullable("integer"),
+        "stage_before": _nullable("string"),
+        "stage_after": _nullable("string"),
+        "alias": _nullable("string"),
+        "alias_before": _nullable("integer"),
+        "alias_after": _nullable("integer"),
+        "decision": {"type": "string", "enum": ["allow", "deny", "would-deny"]},
+        "reason": _nullable("string"),
+        "rule": _nullable("string"),
+        "request_id": _nullable("integer"),
+        "details": {"type": "object"},
+        "client_address": _nullable("string"),
+        "user_agent": _nullable("string"),
+        "prev_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    }
+)
+
+_HISTORY_EVENT = _obj(
+    {
+        "time": {"type": "string"},
+        "actor": {"type": "string"},
+        "action": {"type": "string"},
+        "version": _nullable("integer"),
+        "kind": {"type": "string", "enum": ["stage", "alias"]},
+        "name": {"type": "string"},
+        "before": _nullable("string"),
+        "after": _nullable("string"),
+        "audit_id": {"type": "integer"},
+        "request_id": _nullable("integer"),
+    }
+)
+
+_HOLDING = _obj(
+    {
+        "kind": {"type": "string", "enum": ["stage", "alias"]},
+        "name": {"type": "string"},
+        "version": {"type": "integer"},
+        "since": {"type": "string"},
+        "actor": {"type": "string"},
+        "audit_id": {"type": "integer"},
+        "request_id": _nullable("integer"),
+    }
+)
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj(
+        {
+            "error_code": {"type": "string", "examples": ["PERMISSION_DENIED"]},
+            "message": {"type": "string"},
+        }
+    ),
+    "Approval": _APPROVAL,
+    "Request": _REQUEST,
+    "RequestList": {"type": "array", "items": _ref("Request")},
+    "NewRequest": {
+        "type": "object",
+        "properties": {
+            "model": {"type": "string"},
+            "version": {"type": ["integer", "string"]},
+            "target": {"type": "string", "examples": ["Production", "@champion"]},
+            "comment": _nullable("string"),
+        },
+        "required": ["model", "version", "target"],
+    },
+    "Comment": {"type": "object", "properties": {"comment": _nullable("string")}},
+    "AuditRow": _AUDIT_ROW,
+    "AuditList": {"type": "array", "items": _ref("AuditRow")},
+    "HistoryEvent": _HISTORY_EVENT,
+    "Holding": _HOLDING,
+    "History": {
+        "type": "array",
+        "items": {"anyOf": [_ref("HistoryEvent"), _ref("Holding")]},
+        "description": "Events oldest first; with ?at=, the holders at that time.",
+    },
+    "PolicyDocument": _obj(
+        {
+            "origin": {"type": "string", "description": "file:PATH, database:ID or default"},
+            "mode": {"type": "string", "enum": ["enforce", "audit-only"]},
+            "policy": {"type": "object"},
+        }
+    ),
+    "WhoAmI": _obj(
+        {
+            "user": {"type": "string"},
+            "identity_source": {"type": "string"},
+            "groups": {"type": "array", "items": {"type": "string"}},
+            "auth": {"type": "string", "enum": ["basic", "trusted-header"]},
+            "client_address": _nullable("string"),
+            "user_agent": _nullable("string"),
+        }
+    ),
+}
+
+_ERRORS = {
+    "400": "Invalid parameter (INVALID_PARAMETER_VALUE)",
+    "401": "Not authenticated (UNAUTHENTICATED)",
+    "403": "Refused by the policy (PERMISSION_DENIED), or an untrusted proxy",
+    "404": "No such request (RESOURCE_DOES_NOT_EXIST)",
+}
+
+
+def _responses(ok: str, schema: str, description: str, *, errors: str = "401") -> dict[str, Any]:
+    out: dict[str, Any] = {
+        ok: {
+            "description": description,
+            "content": {"application/json": {"schema": _ref(schema)}},
+        }
+    }
+    for code in errors.split(","):
+        out[code] = {
+            "description": _ERRORS[code],
+            "content": {"application/json": {"schema": _ref("Error")}},
+        }
+    return out
+
+
+def _query(name: str, description: str, kind: str = "string") -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": kind},
+    }
+
+
+_REQUEST_ID = {
+    "name": "request_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer"},
+}
+
+
+def _vote(action: str, summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": f"{action}Request",
+            "summary": summary,
+            "parameters": [_REQUEST_ID],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": _ref("Comment")}},
+            },
+            "responses": _responses(
+                "200", "Request", "The request after the action", errors="400,401,403,404"
+            ),
+        }
+    }
+
+
+def build_spec(prefix: str, auth_mode: str) -> dict[str, Any]:
+    """The OpenAPI document for routes under ``prefix``.
+
+    Args:
+        prefix: Where the API is mounted, e.g. ``/api/2.0/mlflow-governance``.
+        auth_mode: ``basic`` or ``trusted-header`` (which security scheme applies).
+    """
+    scheme = "basicAuth" if auth_mode == "basic" else "trustedProxy"
+    audit_filters = [
+        _query("model", "Only rows about this registered model"),
+        _query("version", "Only rows about this version", "integer"),
+        _query("actor", "Only rows by this user"),
+        _query("action", "Only this action, e.g. transition_model_version_stage"),
+        _query("decision", "allow, deny or would-deny"),
+        _query("since", "From this ISO-8601 time (UTC)"),
+        _query("until", "Up to this ISO-8601 time (UTC)"),
+        _query("limit", "At most this many rows (default 100, max 5000)", "integer"),
+        _query("newest_first", "true for newest rows first", "boolean"),
+    ]
+    paths: dict[str, Any] = {
+        f"{prefix}/requests": {
+            "get": {
+                "operationId": "listRequests",
+                "summary": "Promotion requests on models you may read, newest first",
+                "parameters": [
+                    _query("state", "pending, approved, applied, rejected, cancelled, ..."),
+                    _query("model", "Only requests about this registered model"),
+                ],
+                "responses": _responses("200", "RequestList", "The requests", errors="400,401"),
+            },
+            "post": {
+                "operationId": "createRequest",
+                "summary": "Open (or reuse) a promotion request",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("NewRequest")}},
+                },
+                "responses": _responses(
+                    "201", "Request", "The open request", errors="400,401,403,404"
+                ),
+            },
+        },
+        f"{prefix}/requests/{{request_id}}": {
+            "get": {
+                "operationId": "getRequest",
+                "summary": "One request with its approvals and what its gate still needs",
+                "parameters": [_REQUEST_ID],
+                "responses": _responses("200", "Request", "The request", errors="401,403,404"),
+            }
+        },
+        f"{prefix}/requests/{{request_id}}/approve": _vote(
+            "approve", "Approve (the last approval applies an automatic gate)"
+        ),
+        f"{prefix}/requests/{{request_id}}/reject": _vote("reject", "Reject (closes it)"),
+        f"{prefix}/requests/{{request_id}}/cancel": _vote(
+            "cancel", "Cancel (the requester or a policy admin)"
+        ),
+        f"{prefix}/audit": {
+            "get": {
+                "operationId": "listAudit",
+                "summary": "Audit rows (needs audit:read)",
+                "parameters": audit_filters,
+                "responses": _responses("200", "AuditList", "The rows", errors="400,401,403"),
+            }
+        },
+        f"{prefix}/history": {
+            "get": {
+                "operationId": "getHistory",
+                "summary": "Stage and alias history of a model (needs audit:read)",
+                "parameters": [
+                    {**_query("model", "The registered model"), "required": True},
+                    _query("at", "Show the holders at this ISO-8601 time instead"),
+                ],
+                "responses": _responses(
+                    "200", "History", "Events or holders", errors="400,401,403"
+                ),
+            }
+        },
+        f"{prefix}/policy": {
+            "get": {
+                "operationId": "getPolicy",
+                "summary": "The policy in force and where it comes from",
+                "responses": _responses("200", "PolicyDocument", "The policy"),
+            }
+        },
+        f"{prefix}/whoami": {
+            "get": {
+                "operationId": "whoami",
+                "summary": "Who the server authenticated you as",
+                "responses": _responses("200", "WhoAmI", "The caller"),
+            }
+        },
+        f"{prefix}/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3.1",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "401": _responses("200", "Error", "")["401"],
+                },
+            }
+        },
+    }
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "mlflow-governance",
+            "version": _version(),
+            "description": "Promotion requests, approvals, the audit log and the policy of a "
+            "governed MLflow model registry. Errors use MLflow's format.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "basicAuth": {"type": "http", "scheme": "basic"},
+                "trustedProxy": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Forwarded-User",
+                    "description": "Set by an authenticating proxy listed in "
+                    "MLFLOW_GOVERNANCE_TRUSTED_PROXIES",
+                },
+            },
+        },
+        "security": [{scheme: []}],
+    }
+
+
+def _version() -> str:
+    from mlflow_governance import __version__
+
+    return __version__

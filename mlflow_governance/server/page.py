@@ -1,0 +1,287 @@
+"""The approval page at ``/governance/``: server-rendered, no front-end build step.
+
+Jinja2 templates with autoescaping (every user-supplied string is escaped), one form per
+action, each carrying the session's CSRF token; a post without it is refused. The page
+sends a Content-Security-Policy that allows no script at all, so even a string that
+escaped escaping could not run.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import secrets
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from mlflow.exceptions import MlflowException
+
+from mlflow_governance.errors import to_mlflow
+from mlflow_governance.exceptions import GovernanceError
+from mlflow_governance.identity import current_identity
+from mlflow_governance.server.extension import governance, static_prefixed
+from mlflow_governance.server.service import Service
+from mlflow_governance.workflow.tables import OPEN_STATES, PENDING, STATES
+
+blueprint = Blueprint(
+    "mlflow_governance_page",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+CSRF_SESSION_KEY = "mlflow_governance_csrf"
+CSRF_FIELD = "csrf_token"
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+_AUDIT_ROWS_ON_PAGE = 200
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def csrf_token() -> str:
+    """The session's CSRF token, created on first use."""
+    token = session.get(CSRF_SESSION_KEY)
+    if not isinstance(token, str) or not token:
+        token = secrets.token_urlsafe(32)
+        session[CSRF_SESSION_KEY] = token
+    return token
+
+
+def _csrf_refusal() -> Response | None:
+    expected = session.get(CSRF_SESSION_KEY)
+    sent = request.form.get(CSRF_FIELD, "")
+    if isinstance(expected, str) and expected and hmac.compare_digest(expected, sent):
+        return None
+    return _page(
+        "governance_error.html",
+        status=403,
+        title="Refused",
+        message="The form's CSRF token is missing or does not match your session. "
+        "Reload the page and try again.",
+    )
+
+
+def csrf_protected(view: F) -> F:
+    """Refuse a form post whose CSRF token is missing or not the session's.
+
+    A decorator rather than a blueprint hook: the extension serves governed routes from
+    its app-level hook (see :mod:`mlflow_governance.server.auth`), which blueprint
+    ``before_request`` hooks would not follow.
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        refusal = _csrf_refusal()
+        return refusal if refusal is not None else view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@blueprint.after_request
+def _security_headers(response: Response) -> Response:
+    for name, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+@blueprint.app_template_global("gov_csrf_token")
+def _template_csrf_token() -> str:
+    return csrf_token()
+
+
+def _page(template: str, status: int = 200, **context: Any) -> Response:
+    service = _service()
+    context.setdefault("me", service.identity)
+    context.setdefault("auth_mode", service.ext.auth_mode)
+    context.setdefault("mlflow_ui", static_prefixed("/"))
+    context.setdefault("csrf_field", CSRF_FIELD)
+    response = make_response(render_template(template, **context), status)
+    return response
+
+
+def _service() -> Service:
+    return Service(governance(), current_identity())
+
+
+def _error_message(exc: Exception) -> str:
+    return exc.message if isinstance(exc, GovernanceError | MlflowException) else str(exc)
+
+
+def _status(exc: GovernanceError | MlflowException) -> int:
+    converted = to_mlflow(exc) if isinstance(exc, GovernanceError) else exc
+    return int(converted.get_http_status_code())
+
+
+@blueprint.get("/")
+def index() -> Response:
+    """Pending (or ``?state=``) requests with approve and reject forms."""
+    state = request.args.get("state", PENDING)
+    if state not in (*STATES, "all"):
+        state = PENDING
+    service = _service()
+    error = None
+    try:
+        views = service.requests(None if state == "all" else state)
+    except (GovernanceError, MlflowException) as exc:
+        views, error = [], _error_message(exc)
+    return _page(
+        "governance_index.html",
+        requests=views,
+        state=state,
+        states=("pending", "approved", "applied", "rejected", "all"),
+        open_states=OPEN_STATES,
+        error=error,
+    )
+
+
+@blueprint.get("/requests/<int:request_id>")
+def request_detail(request_id: int) -> Response:
+    """One request: the version, its metrics and tags, the gate's needs, the approvals."""
+    service = _service()
+    try:
+        view = service.request(request_id)
+    except (GovernanceError, MlflowException) as exc:
+        return _page(
+            "governance_error.html",
+            status=_status(exc),
+            title=f"Request #{request_id}",
+            message=_error_message(exc),
+        )
+    return _page(
+        "governance_request.html",
+        req=view,
+        version=_version_details(service, view.model, view.version),
+        open_states=OPEN_STATES,
+    )
+
+
+@blueprint.post("/requests/<int:request_id>/<any(approve, reject, cancel):action>")
+@csrf_protected
+def act(request_id: int, action: str) -> Any:
+    """Approve, reject or cancel from a form; back to the request with the outcome."""
+    comment = (request.form.get("comment") or "").strip() or None
+    try:
+        view = _service().vote(request_id, action, comment)
+    except (GovernanceError, MlflowException) as exc:
+        flash(_error_message(exc), "error")
+    else:
+        done = {"approve": "Approved", "reject": "Rejected", "cancel": "Cancelled"}[action]
+        flash(f"{done} request #{request_id}: it is now {view.state}.", "ok")
+        extra = view.extra.get("apply_error")
+        if extra:
+            flash(f"Approved, but the move could not be applied: {extra}", "error")
+    target = request.form.get("next")
+    if target != "index":
+        return redirect(url_for(".request_detail", request_id=request_id), code=303)
+    return redirect(url_for(".index"), code=303)
+
+
+@blueprint.get("/model")
+def model() -> Response:
+    """A model's audit trail, its stage and alias history and current holders."""
+    name = (request.args.get("name") or "").strip()
+    if not name:
+        return _page(
+            "governance_error.html",
+            status=400,
+            title="Model",
+            message="Give a registered model name (?name=...).",
+        )
+    service = _service()
+    try:
+        rows = service.audit(
+            {"model": name, "limit": str(_AUDIT_ROWS_ON_PAGE), "newest_first": "true"}
+        )
+        events = service.history(name)
+        requests = service.requests(model=name)
+    except (GovernanceError, MlflowException) as exc:
+        return _page(
+            "governance_error.html",
+            status=_status(exc),
+            title=f"Model {name}",
+            message=_error_message(exc),
+        )
+    from mlflow_governance.audit.query import HistoryEvent, holders_at
+
+    holders = holders_at([HistoryEvent(**event) for event in events])
+    return _page(
+        "governance_model.html",
+        name=name,
+        rows=rows,
+        events=list(reversed(events)),
+        holders=holders,
+        requests=requests,
+        limit=_AUDIT_ROWS_ON_PAGE,
+    )
+
+
+def _version_details(service: Service, name: str, version: int) -> dict[str, Any]:
+    """What an approver wants to see about a version; never fails the page."""
+    details: dict[str, Any] = {"found": False, "metrics": {}, "tags": {}, "aliases": []}
+    try:
+        mv = service.ext.store().raw_version(name, version)
+    except MlflowException as exc:
+        details["error"] = exc.message
+        return details
+    details.update(
+        found=True,
+        source=mv.source,
+        run_id=mv.run_id,
+        model_id=getattr(mv, "model_id", None),
+        creator=mv.user_id,
+        stage=mv.current_stage,
+        aliases=sorted(mv.aliases or []),
+        description=mv.description,
+        tags=dict(sorted((mv.tags or {}).items())),
+        created=mv.creation_timestamp,
+    )
+    details["metrics"], details["experiment_id"] = _metrics(mv)
+    return details
+
+
+def _metrics(mv: Any) -> tuple[dict[str, float], str | None]:
+    from mlflow.server.handlers import _get_tracking_store
+
+    found: dict[str, float] = {}
+    experiment_id = None
+    try:
+        tracking = _get_tracking_store()
+        if getattr(mv, "model_id", None):
+            logged = tracking.get_logged_model(mv.model_id)
+            for metric in logged.metrics or []:
+                found.setdefault(metric.key, float(metric.value))
+            experiment_id = logged.experiment_id
+        if mv.run_id:
+            run = tracking.get_run(mv.run_id)
+            experiment_id = run.info.experiment_id
+            for key, value in run.data.metrics.items():
+                found.setdefault(key, float(value))
+    except Exception:  # a deleted run or an unreachable store must not break the page
+        pass
+    return dict(sorted(found.items())), experiment_id
+
+
+@blueprint.errorhandler(404)
+def _not_found(_exc: Exception) -> Response:
+    return _page(
+        "governance_error.html", status=404, title="Not found", message="There is no such page."
+    )
