@@ -20,6 +20,7 @@ from mlflow_governance.audit.writer import DECISION_ALLOW, DECISION_DENY, DECISI
 from mlflow_governance.exceptions import Conflict, PermissionDenied
 from mlflow_governance.policy import (
     CheckResult,
+    Decision,
     Gate,
     GateReport,
     Policy,
@@ -37,6 +38,7 @@ from mlflow_governance.workflow.tables import (
     APPLIED,
     APPROVED,
     KIND_REVIEW,
+    KIND_ROLLBACK,
     OPEN_STATES,
     PENDING,
     SUPERSEDED,
@@ -138,9 +140,11 @@ class GateKeeper:
             mv, (gate,), self.store.tracking_uri, self.store.raw_download_uri(model, version)
         )
         checks = evaluate_checks(gate, facts)
-        if target.kind == rq.ALIAS and facts.current_stage in gate.targets.stages:
-            # A version already standing in the gate's stage has passed this gate once;
-            # pointing the gate's alias at it needs no detour back through from_stages.
+        rollback = rollback or (request is not None and request.kind == KIND_ROLLBACK)
+        if rollback or (target.kind == rq.ALIAS and facts.current_stage in gate.targets.stages):
+            # A version already standing in the gate's stage, or one that held the target
+            # before (a rollback restores it, typically from Archived), has passed this
+            # gate once: it needs no detour back through from_stages.
             checks = tuple(c for c in checks if c.name != "from_stages")
         report = None
         if request is not None:
@@ -153,7 +157,7 @@ class GateKeeper:
                 requester=request.requester,
                 creator=mv.user_id,
                 now=utc_now(),
-                rollback=rollback or request.kind == "rollback",
+                rollback=rollback,
             )
         return GateStatus(gate, checks, report)
 
@@ -174,9 +178,13 @@ class GateKeeper:
                 have been opened and is named in the message).
         """
         subject = Subject(identity.user, identity.groups)
-        refusal = self._exit_refusal(policy, subject, move) or self._target_refusal(
-            identity, policy, subject, move, op
-        )
+        refusal = self._target_refusal(identity, policy, subject, move, op)
+        if refusal is None and op.request_id is None and not op.details.get("break_glass"):
+            # A move through a satisfied gate (an approved request, break glass) was
+            # sanctioned as a whole, leaving the current stage included: the production
+            # gate's approvers let a version leave a gated Staging. Direct moves need the
+            # right to leave a gated stage as well as the right to enter the target.
+            refusal = self._exit_refusal(policy, subject, move)
         if refusal is None:
             return
         rule, reason, hint, request_id = refusal
@@ -233,6 +241,7 @@ class GateKeeper:
         if gate.archive_existing and move.target.kind == rq.STAGE:
             move.archive_existing = True
         request = self._approved_request(move)
+        held_back: tuple[str, str, str | None, int | None] | None = None
         if request is not None:
             may_apply = (
                 move.via_request is not None
@@ -247,37 +256,52 @@ class GateKeeper:
                 self._apply_through(op, request, gate)
                 return None
             if not may_apply:
-                return (
+                held_back = (
                     granted.rule,
                     f"request #{request.id} is approved but {granted.reason}",
                     granted.hint,
                     request.id,
                 )
-            return (
-                f"gates.{gate.name}",
-                f"gate {gate.name}: {status.explain(policy)}",
-                f"Request #{request.id} is approved but cannot apply yet.",
-                request.id,
-            )
+            else:
+                held_back = (
+                    f"gates.{gate.name}",
+                    f"gate {gate.name}: {status.explain(policy)}",
+                    f"Request #{request.id} is approved but cannot apply yet.",
+                    request.id,
+                )
+        # Break glass is for when the gate cannot be satisfied in time, so an approved
+        # request that cannot apply (e.g. failing checks) does not stand in its way.
         glass = may_break_glass(policy, gate, move.model, subject)
         if glass.granted and move.via_request is None:
             self._break_glass(op, move, gate, identity)
             return None
-        return self._refuse_and_request(identity, policy, subject, move, gate, granted.hint)
+        if held_back is not None:
+            return held_back
+        may_request = granted.granted or authorize(policy, subject, "request", move.model).granted
+        if may_request and gate.required_approvals(rollback=move.rollback) == 0:
+            # A gate of checks only: whoever may move or ask for the move passes it when
+            # the checks pass (as a rollback with rollback_approvals: 0 does).
+            status = self.status(
+                policy, gate, move.model, move.version, move.target, None, rollback=move.rollback
+            )
+            if not status.failed_checks:
+                op.rule = f"gates.{gate.name}"
+                op.reason = f"gate {gate.name}: checks pass and no approvals are required"
+                return None
+        return self._refuse_and_request(
+            identity, policy, subject, move, gate, granted, may_request=may_request
+        )
 
     def _approved_request(self, move: Move) -> rq.RequestView | None:
         with self.store.engine.connect() as conn:
             if move.via_request is not None:
                 return rq.load(conn, move.via_request)
             found = rq.search(
-                conn,
-                model=move.model,
-                version=move.version,
-                target=move.target,
-                state=APPROVED,
-                limit=1,
+                conn, model=move.model, version=move.version, target=move.target, state=APPROVED
             )
-        return found[0] if found else None
+        # An approved review only acknowledges a break-glass move made already; it must
+        # never authorise a later move of the same version to the same target.
+        return next((view for view in found if view.kind != KIND_REVIEW), None)
 
     def _apply_through(self, op: Operation, request: rq.RequestView, gate: Gate) -> None:
         from mlflow_governance.workflow.service import utc_now
@@ -340,13 +364,11 @@ class GateKeeper:
         subject: Subject,
         move: Move,
         gate: Gate,
-        hint: str | None,
+        granted: Decision,
+        *,
+        may_request: bool,
     ) -> tuple[str, str, str | None, int | None]:
         assert move.version is not None
-        may_request = (
-            authorize(policy, subject, "request", move.model).granted
-            or authorize(policy, subject, move.permission, move.model).granted
-        )
         request = None
         if may_request and policy.enforcing:
             from mlflow_governance.workflow.service import Workflow
@@ -389,10 +411,16 @@ class GateKeeper:
                 f"Request #{request.id} is open: mlflow-governance approve {request.id}",
                 request.id,
             )
+        if may_request:  # audit-only mode: the request enforcement would open is not opened
+            return (f"gates.{gate.name}", reason, granted.hint, None)
+        # Neither the move nor a request is granted: the missing permission is the rule
+        # that refuses; the gate is what the move would need next.
+        asking = authorize(policy, subject, "request", move.model)
+        ask = asking.hint or ""
         return (
-            f"gates.{gate.name}",
-            reason,
-            hint or "Ask for a role granting 'request' to open a promotion request.",
+            granted.rule,
+            f"{granted.reason}, nor 'request' to ask for it; the move is also held by {reason}",
+            f"{granted.hint} To ask for the move instead: {ask[:1].lower()}{ask[1:]}",
             None,
         )
 

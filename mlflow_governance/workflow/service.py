@@ -221,9 +221,14 @@ class Workflow:
         self.expire_stale()
         satisfied, view, gate = self._vote(identity, request_id, "approve", comment, policy)
         if satisfied and view.kind != KIND_REVIEW and gate.apply == "automatic":
+            from mlflow.exceptions import MlflowException
+
+            # The approval is committed whatever happens next; a move the gate still holds
+            # back (failing checks) is reported with the approved request, not as an error.
+            # The governed store raises MlflowException, so both kinds are caught.
             try:
                 return self.apply(identity, request_id, automatic=True)
-            except GovernanceError as exc:
+            except (GovernanceError, MlflowException) as exc:
                 from dataclasses import replace
 
                 return replace(self.get(request_id), extra={"apply_error": exc.message})
