@@ -51,7 +51,7 @@ from mlflow_governance.audit.writer import (
     append,
 )
 from mlflow_governance.errors import governance_cause, to_mlflow
-from mlflow_governance.exceptions import GovernanceError, InvalidRequest, PermissionDenied
+from mlflow_governance.exceptions import GovernanceError, PermissionDenied
 from mlflow_governance.identity import Identity, current_identity
 from mlflow_governance.policy import Policy, Subject, authorize, protected_by
 from mlflow_governance.policy_source import PolicySource
@@ -259,6 +259,37 @@ class GovernedStore(SqlAlchemyStore):
                 )
         return None
 
+    def _refuse_reserved_tag(
+        self, method: str, key: str, model: str, version: int | None = None
+    ) -> None:
+        # A refusal like any other: PERMISSION_DENIED, audited, whoever asks (admins too),
+        # since these tags are the plugin's own record and no policy grants writing them.
+        if not key.startswith(RESERVED_TAG_PREFIX):
+            return
+        op = capture.Operation(
+            method,
+            current_identity(),
+            DECISION_DENY,
+            model=model,
+            version=version,
+            reason=f"tag '{key}' is reserved: keys starting with '{RESERVED_TAG_PREFIX}' are "
+            "written by mlflow-governance only",
+            rule="reserved tags",
+            details={"key": key},
+        )
+        self.audit_alone(op)
+        raise to_mlflow(
+            PermissionDenied(
+                actor=op.identity.user,
+                action=f"{'delete' if method.startswith('delete') else 'set'} tag '{key}'",
+                resource=_resource(model, version),
+                reason=op.reason or "",
+                rule=op.rule,
+                hint="Choose a key that does not start with "
+                f"'{RESERVED_TAG_PREFIX}'.",
+            )
+        )
+
     def audit_alone(self, op: capture.Operation) -> None:
         """Record an operation in a transaction of its own (refusals, calls without a DB write)."""
         with self.engine.begin() as connection:
@@ -399,7 +430,7 @@ class GovernedStore(SqlAlchemyStore):
         _validate_model_name(name)
         for tag in tags or []:
             _validate_registered_model_tag(tag.key, tag.value)
-            _refuse_reserved_tag(tag.key)
+            self._refuse_reserved_tag("create_registered_model", tag.key, name)
         return self._govern(
             "create_registered_model",
             lambda: super(GovernedStore, self).create_registered_model(
@@ -444,7 +475,7 @@ class GovernedStore(SqlAlchemyStore):
     def set_registered_model_tag(self, name: Any, tag: Any) -> Any:
         _validate_model_name(name)
         _validate_registered_model_tag(tag.key, tag.value)
-        _refuse_reserved_tag(tag.key)
+        self._refuse_reserved_tag("set_registered_model_tag", tag.key, name)
         return self._govern(
             "set_registered_model_tag",
             lambda: super(GovernedStore, self).set_registered_model_tag(name, tag),
@@ -455,7 +486,7 @@ class GovernedStore(SqlAlchemyStore):
     def delete_registered_model_tag(self, name: Any, key: Any) -> Any:
         _validate_model_name(name)
         _validate_tag_name(key)
-        _refuse_reserved_tag(key)
+        self._refuse_reserved_tag("delete_registered_model_tag", key, name)
         return self._govern(
             "delete_registered_model_tag",
             lambda: super(GovernedStore, self).delete_registered_model_tag(name, key),
@@ -479,7 +510,7 @@ class GovernedStore(SqlAlchemyStore):
         _validate_model_name(name)
         for tag in tags or []:
             _validate_model_version_tag(tag.key, tag.value)
-            _refuse_reserved_tag(tag.key)
+            self._refuse_reserved_tag("create_model_version", tag.key, name)
         details = {"source": source, "run_id": run_id, "model_id": model_id}
         details.update(_tags_details(tags))
         return self._govern(
@@ -549,7 +580,7 @@ class GovernedStore(SqlAlchemyStore):
         _validate_model_name(name)
         version = _validate_model_version(version)
         _validate_model_version_tag(tag.key, tag.value)
-        _refuse_reserved_tag(tag.key)
+        self._refuse_reserved_tag("set_model_version_tag", tag.key, name, version)
         return self._govern(
             "set_model_version_tag",
             lambda: super(GovernedStore, self).set_model_version_tag(name, version, tag),
@@ -562,7 +593,7 @@ class GovernedStore(SqlAlchemyStore):
         _validate_model_name(name)
         version = _validate_model_version(version)
         _validate_tag_name(key)
-        _refuse_reserved_tag(key)
+        self._refuse_reserved_tag("delete_model_version_tag", key, name, version)
         return self._govern(
             "delete_model_version_tag",
             lambda: super(GovernedStore, self).delete_model_version_tag(name, version, key),
@@ -684,14 +715,6 @@ def _marking_writes(managed: Callable[..., Any]) -> Callable[..., Any]:
     return make_session
 
 
-def _refuse_reserved_tag(key: str) -> None:
-    if key.startswith(RESERVED_TAG_PREFIX):
-        raise to_mlflow(
-            InvalidRequest(
-                f"Tag '{key}' is reserved: keys starting with '{RESERVED_TAG_PREFIX}' are written "
-                "by mlflow-governance only. Choose another key."
-            )
-        )
 
 
 def _quote(name: str) -> str:
