@@ -285,8 +285,7 @@ class GovernedStore(SqlAlchemyStore):
                 resource=_resource(model, version),
                 reason=op.reason or "",
                 rule=op.rule,
-                hint="Choose a key that does not start with "
-                f"'{RESERVED_TAG_PREFIX}'.",
+                hint=f"Choose a key that does not start with '{RESERVED_TAG_PREFIX}'.",
             )
         )
 
@@ -713,8 +712,6 @@ def _marking_writes(managed: Callable[..., Any]) -> Callable[..., Any]:
             yield session
 
     return make_session
-
-
 
 
 def _quote(name: str) -> str:
