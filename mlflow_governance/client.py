@@ -60,6 +60,49 @@ class GovernanceClient:
         with _mlflow_errors():
             return fn()
 
+    def _may(self, identity: Identity, permission: str, model: str | None) -> bool:
+        from mlflow_governance.policy import Subject, authorize
+
+        subject = Subject(identity.user, identity.groups)
+        return not authorize(self.workflow.policy(), subject, permission, model).refused
+
+    def _require(self, identity: Identity, permission: str, model: str, action: str) -> None:
+        """Refuse (and audit the refusal) unless the policy grants ``permission`` on ``model``.
+
+        Reading requests needs ``read`` on their model and the history needs ``audit:read``,
+        as through the governance server: the command line shows no more than the REST API.
+        """
+        from mlflow_governance.audit.writer import DECISION_DENY, AuditEntry, append
+        from mlflow_governance.exceptions import PermissionDenied
+        from mlflow_governance.policy import Subject, authorize
+
+        subject = Subject(identity.user, identity.groups)
+        decision = authorize(self.workflow.policy(), subject, permission, model)
+        if not decision.refused:
+            return
+        with self.store.engine.begin() as conn:
+            append(
+                conn,
+                [
+                    AuditEntry(
+                        action=action,
+                        identity=identity,
+                        decision=DECISION_DENY,
+                        model=model,
+                        reason=decision.reason,
+                        rule=decision.rule,
+                    )
+                ],
+            )
+        raise PermissionDenied(
+            actor=identity.user,
+            action=permission,
+            resource=f"model '{model}'",
+            reason=decision.reason,
+            rule=decision.rule,
+            hint=decision.hint,
+        )
+
     # ------------------------------------------------------------------ requests
 
     def request(
@@ -98,14 +141,30 @@ class GovernanceClient:
         )
 
     def get_request(self, request_id: int) -> dict[str, Any]:
-        """One request."""
-        return self._run(lambda: self.workflow.get(int(request_id)).to_dict())
+        """One request (``read`` on its model needed)."""
+
+        def run() -> dict[str, Any]:
+            view = self.workflow.get(int(request_id))
+            self._require(self._who(), "read", view.model, "read_request")
+            return view.to_dict()
+
+        return self._run(run)
 
     def requests(self, state: str | None = None, model: str | None = None) -> list[dict[str, Any]]:
-        """Requests, newest first, optionally filtered by state and model."""
-        return self._run(
-            lambda: [v.to_dict() for v in self.workflow.list(state=state, model=model)]
-        )
+        """Requests on models the caller may read, newest first, optionally filtered."""
+
+        def run() -> list[dict[str, Any]]:
+            identity = self._who()
+            readable: dict[str, bool] = {}
+            shown = []
+            for view in self.workflow.list(state=state, model=model):
+                if view.model not in readable:
+                    readable[view.model] = self._may(identity, "read", view.model)
+                if readable[view.model]:
+                    shown.append(view.to_dict())
+            return shown
+
+        return self._run(run)
 
     # ------------------------------------------------------------------ gates and moves
 
@@ -118,6 +177,7 @@ class GovernanceClient:
         """
 
         def run() -> dict[str, Any]:
+            self._require(self._who(), "read", name, "check_gate")
             status = self.workflow.check(name, int(version), gate)
             checks = [
                 dict(c._asdict()) if hasattr(c, "_asdict") else dict(c.__dict__)
@@ -250,11 +310,15 @@ class GovernanceClient:
         return self._run(lambda: explain(self.store, user, model, groups))
 
     def history(self, name: str) -> list[dict[str, Any]]:
-        """Every stage and alias change of a model, oldest first."""
+        """Every stage and alias change of a model, oldest first (needs ``audit:read``)."""
         from mlflow_governance.audit.query import history
 
-        with self.store.engine.connect() as conn:
-            return [e.to_dict() for e in history(conn, name)]
+        def run() -> list[dict[str, Any]]:
+            self._require(self._who(), "audit:read", name, "read_history")
+            with self.store.engine.connect() as conn:
+                return [e.to_dict() for e in history(conn, name)]
+
+        return self._run(run)
 
 
 __all__ = ["GovernanceClient", "MlflowException"]
