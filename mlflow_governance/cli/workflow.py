@@ -268,10 +268,10 @@ def requests_cmd(registry_uri: str, state: str | None, model: str | None, as_jso
 @json_option
 def check_cmd(registry_uri: str, name: str, version: int, gate: str, as_json: bool) -> None:
     """Evaluate a gate's checks (all but approvals): exit 0 pass, 1 fail, 2 error."""
-    client = _client(registry_uri) if registry_uri else None
-    assert client is not None
-    with _errors(code=2):
-        data = client.check(name, version, gate)
+    from mlflow_governance.client import GovernanceClient
+
+    with _errors(code=2):  # an unreachable registry is an error (2), not a failed check (1)
+        data = GovernanceClient(registry_uri).check(name, version, gate)
     verdict = "PASS" if data["passed"] else "FAIL"
     emit(
         data,
