@@ -354,6 +354,7 @@ class Workflow:
     ) -> rq.RequestView:
         """Cancel an open request: its requester, or someone holding ``policy:admin``."""
         policy = self.policy()
+        cancelled = False
         with self.engine.begin() as conn:
             now = utc_now()
             rq.lock_open(conn, request_id, now)
@@ -363,6 +364,7 @@ class Workflow:
             )
             own = identity.user == view.requester
             if own or admin.granted or not policy.enforcing:
+                cancelled = True
                 rq.transition(
                     conn,
                     request_id,
@@ -386,7 +388,8 @@ class Workflow:
                         )
                     ],
                 )
-                return self.get(request_id)
+        if cancelled:  # read after the commit: inside the transaction it is not visible yet
+            return self.get(request_id)
         self._refuse(
             identity,
             "cancel_request",
