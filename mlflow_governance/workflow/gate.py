@@ -99,6 +99,11 @@ class GateStatus:
         parts = []
         if self.approvals is not None and not self.approvals.satisfied:
             parts.append(describe_approvals(policy, self.gate, self.approvals))
+            # Say why approvals given do not count (expired, the requester's own, ...):
+            # otherwise "1 so far" after two approvals reads like a lost vote.
+            parts.extend(
+                f"{who}'s approval does not count ({why})" for who, why in self.approvals.discarded
+            )
         parts.extend(
             f"check {c.name} fails (expected {c.expected}, got {c.actual})"
             for c in self.failed_checks
