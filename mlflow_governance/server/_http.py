@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from flask import Response
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance.errors import to_mlflow
-from mlflow_governance.exceptions import GovernanceError
+from mlflow_governance.errors import governance_cause, to_mlflow
+from mlflow_governance.exceptions import Conflict, GovernanceError
 
 #: What a browser needs to show its login prompt for basic-auth.
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="mlflow"'}
@@ -26,6 +26,11 @@ STATUS_BY_CODE = {
     "INVALID_PARAMETER_VALUE": 400,
     "BAD_REQUEST": 400,
 }
+
+#: A conflict with the current state (approving a closed request) is the caller's to
+#: resolve: 409, where MLflow's table would answer INVALID_STATE with 500 (which clients
+#: retry).
+CONFLICT_STATUS = 409
 
 
 def error_body(error_code: str, message: str) -> bytes:
@@ -65,4 +70,6 @@ def exception_response(exc: Exception) -> Response:
         raise TypeError(f"not an MLflow or governance error: {exc!r}")
     response = Response(converted.serialize_as_json(), mimetype="application/json")
     response.status_code = converted.get_http_status_code()
+    if isinstance(governance_cause(converted), Conflict):
+        response.status_code = CONFLICT_STATUS
     return response

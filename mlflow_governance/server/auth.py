@@ -242,4 +242,3 @@ class TrustedProxyMiddleware:
     def __getattr__(self, name: str) -> Any:
         # Let uvicorn and tests reach the wrapped application's attributes (state, routes).
         return getattr(self.app, name)
-

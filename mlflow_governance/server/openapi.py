@@ -118,12 +118,17 @@ _HOLDING = _obj(
 )
 
 SCHEMAS: dict[str, Any] = {
-    "Error": _obj(
-        {
+    "Error": {
+        "type": "object",
+        "description": "MLflow's REST error format",
+        "properties": {
             "error_code": {"type": "string", "examples": ["PERMISSION_DENIED"]},
             "message": {"type": "string"},
-        }
-    ),
+            "error_class": {"type": "string"},
+            "sqlstate": {"type": "string"},
+        },
+        "required": ["error_code", "message"],
+    },
     "Approval": _APPROVAL,
     "Request": _REQUEST,
     "RequestList": {"type": "array", "items": _ref("Request")},
@@ -171,6 +176,7 @@ _ERRORS = {
     "401": "Not authenticated (UNAUTHENTICATED)",
     "403": "Refused by the policy (PERMISSION_DENIED), or an untrusted proxy",
     "404": "No such request (RESOURCE_DOES_NOT_EXIST)",
+    "409": "The request is no longer open, or you already voted (INVALID_STATE)",
 }
 
 
@@ -218,7 +224,7 @@ def _vote(action: str, summary: str) -> dict[str, Any]:
                 "content": {"application/json": {"schema": _ref("Comment")}},
             },
             "responses": _responses(
-                "200", "Request", "The request after the action", errors="400,401,403,404"
+                "200", "Request", "The request after the action", errors="400,401,403,404,409"
             ),
         }
     }

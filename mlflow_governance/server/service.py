@@ -171,7 +171,10 @@ class Service:
             return flow.approve(self.identity, request_id, comment or None)
         if action == "reject":
             return flow.reject(self.identity, request_id, comment or None)
-        return flow.cancel(self.identity, request_id, comment or None)
+        flow.cancel(self.identity, request_id, comment or None)
+        # Read again once cancel's transaction has committed: the view it returns is
+        # read from inside that transaction's lifetime and may predate the change.
+        return flow.get(request_id)
 
     # ------------------------------------------------------------------ audit
 
