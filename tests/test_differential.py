@@ -664,8 +664,9 @@ def test_governed_store_stamps_the_actor_the_plain_store_leaves_empty(
 ) -> None:
     # The one deliberate difference the differential test hides: ``user_id``.
     as_user("dana")
-    governed = MlflowClient(registry_uri="governed+" + db_url_for("sqlite"))
-    plain = MlflowClient(registry_uri=db_url_for("sqlite"))
+    tracking_uri = db_url_for("sqlite")
+    governed = MlflowClient(tracking_uri, registry_uri="governed+" + db_url_for("sqlite"))
+    plain = MlflowClient(tracking_uri, registry_uri=db_url_for("sqlite"))
     stamped = []
     for client in (plain, governed):
         client.create_registered_model("m")
