@@ -6,9 +6,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from mlflow_governance.audit.chain import row_hash
 from mlflow_governance.audit.tables import HEAD_ROW_ID, audit_head, audit_log
@@ -19,10 +20,8 @@ DECISION_DENY = "deny"
 DECISION_WOULD_DENY = "would-deny"
 
 
-class Executor(Protocol):
-    """Anything that runs a statement in the current transaction (Session or Connection)."""
-
-    def execute(self, statement: Any, parameters: Any = None) -> Any: ...
+#: What runs the audit statements: the change's Session, or a Connection in a transaction.
+Executor = Session | sa.Connection
 
 
 @dataclass
@@ -74,15 +73,15 @@ def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, 
     """
     if not entries:
         return []
+    # Every governed write pays for these statements, so they go straight to the
+    # transaction's connection (no ORM execution layer) and are built once, below.
+    connection = executor.connection() if isinstance(executor, Session) else executor
     count = len(entries)
-    executor.execute(
-        sa.update(audit_head)
-        .where(audit_head.c.id == HEAD_ROW_ID)
-        .values(seq=audit_head.c.seq + count)
-    )
-    seq, prev_hash = executor.execute(
-        sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ROW_ID)
-    ).one()
+    if connection.dialect.update_returning:  # PostgreSQL, SQLite >= 3.35: one round trip
+        seq, prev_hash = connection.execute(_BUMP_HEAD_RETURNING, {"n_rows": count}).one()
+    else:  # MariaDB/MySQL: UPDATE has no RETURNING; read the head under the lock just taken
+        connection.execute(_BUMP_HEAD, {"n_rows": count})
+        seq, prev_hash = connection.execute(_READ_HEAD).one()
     now = utc_now()
     rows: list[dict[str, Any]] = []
     next_id = int(seq) - count + 1
@@ -114,8 +113,22 @@ def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, 
         }
         row["hash"] = prev_hash = row_hash(row)
         rows.append(row)
-    executor.execute(sa.insert(audit_log), rows)
-    executor.execute(
-        sa.update(audit_head).where(audit_head.c.id == HEAD_ROW_ID).values(hash=prev_hash)
-    )
+    connection.execute(_INSERT_ROWS, rows)
+    connection.execute(_SET_HEAD_HASH, {"head_hash": prev_hash})
     return rows
+
+
+# The statements of every append, built once (their compiled forms are cached by the engine).
+_BUMP_HEAD = (
+    sa.update(audit_head)
+    .where(audit_head.c.id == HEAD_ROW_ID)
+    .values(seq=audit_head.c.seq + sa.bindparam("n_rows", type_=sa.BigInteger))
+)
+_BUMP_HEAD_RETURNING = _BUMP_HEAD.returning(audit_head.c.seq, audit_head.c.hash)
+_READ_HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ROW_ID)
+_INSERT_ROWS = sa.insert(audit_log)
+_SET_HEAD_HASH = (
+    sa.update(audit_head)
+    .where(audit_head.c.id == HEAD_ROW_ID)
+    .values(hash=sa.bindparam("head_hash", type_=sa.String))
+)
