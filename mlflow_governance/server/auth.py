@@ -39,7 +39,7 @@ which never reach Flask's hooks.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flask import Response, request
@@ -168,7 +168,13 @@ class TrustedHeaderAuthenticator:
         if failure is not None:
             return failure.response()
         user = str(request.headers.get(USER_HEADER, "")).strip()
-        return _request_identity(user, parse_groups(request.headers.get(GROUPS_HEADER)))
+        identity = _request_identity(user, parse_groups(request.headers.get(GROUPS_HEADER)))
+        # The trusted proxy appends the address that connected to it; earlier entries
+        # came from the client and prove nothing.
+        forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",")]
+        if forwarded[-1]:
+            identity = replace(identity, client_address=forwarded[-1][:64])
+        return identity
 
 
 Authenticator = BasicAuthenticator | TrustedHeaderAuthenticator
