@@ -75,9 +75,7 @@ READ_PERMISSIONS: Mapping[str, str] = {
 }
 
 #: Public attributes that are not registry operations at all.
-NOT_OPERATIONS: frozenset[str] = frozenset(
-    {"supports_workspaces", "CREATE_MODEL_VERSION_RETRIES"}
-)
+NOT_OPERATIONS: frozenset[str] = frozenset({"supports_workspaces", "CREATE_MODEL_VERSION_RETRIES"})
 
 
 def write_permission(method: str, *, stage: str | None = None, alias: str | None = None) -> str:
