@@ -108,6 +108,26 @@ def _template_csrf_token() -> str:
     return csrf_token()
 
 
+@blueprint.app_template_filter("gov_time")
+def _format_time(value: str | None) -> str:
+    """``2026-11-26T06:24:08.948930Z`` as ``2026-11-26 06:24:08 UTC``."""
+    if not value:
+        return ""
+    text = str(value).replace("T", " ").rstrip("Z")
+    return f"{text.split('.', 1)[0]} UTC"
+
+
+@blueprint.app_template_filter("gov_millis")
+def _format_millis(value: int | None) -> str:
+    """MLflow's epoch milliseconds as UTC."""
+    if not value:
+        return ""
+    from datetime import datetime, timezone
+
+    moment = datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _page(template: str, status: int = 200, **context: Any) -> Response:
     service = _service()
     context.setdefault("me", service.identity)
@@ -146,6 +166,7 @@ def index() -> Response:
     return _page(
         "governance_index.html",
         requests=views,
+        voters={view.id for view in views if view.state == PENDING and service.may_vote(view)},
         state=state,
         states=("pending", "approved", "applied", "rejected", "all"),
         open_states=OPEN_STATES,
@@ -169,6 +190,7 @@ def request_detail(request_id: int) -> Response:
     return _page(
         "governance_request.html",
         req=view,
+        may_vote=view.state == PENDING and service.may_vote(view),
         version=_version_details(service, view.model, view.version),
         open_states=OPEN_STATES,
     )
@@ -185,7 +207,8 @@ def act(request_id: int, action: str) -> Any:
         flash(_error_message(exc), "error")
     else:
         done = {"approve": "Approved", "reject": "Rejected", "cancel": "Cancelled"}[action]
-        flash(f"{done} request #{request_id}: it is now {view.state}.", "ok")
+        still = f"; it still {view.needs}" if view.state == PENDING and view.needs else ""
+        flash(f"{done} request #{request_id}: it is {view.state}{still}.", "ok")
         extra = view.extra.get("apply_error")
         if extra:
             flash(f"Approved, but the move could not be applied: {extra}", "error")

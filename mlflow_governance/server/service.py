@@ -16,7 +16,14 @@ from mlflow_governance.audit.query import AuditFilter, history, holders_at, list
 from mlflow_governance.audit.writer import DECISION_DENY, AuditEntry, append
 from mlflow_governance.exceptions import InvalidRequest, PermissionDenied
 from mlflow_governance.identity import Identity
-from mlflow_governance.policy import Policy, Subject, authorize, effective_groups, policy_to_dict
+from mlflow_governance.policy import (
+    Policy,
+    Subject,
+    authorize,
+    effective_groups,
+    may_approve,
+    policy_to_dict,
+)
 from mlflow_governance.server.extension import Governance
 from mlflow_governance.workflow.requests import RequestView, Target
 
@@ -159,6 +166,17 @@ class Service:
         return self.ext.workflow().open_request(
             self.identity, model, number, Target.parse(target), comment=comment
         )
+
+    def may_vote(self, view: RequestView) -> bool:
+        """Whether the caller is an approver of the request's gate (for showing buttons).
+
+        Separation of duties is the workflow's to check when the vote is cast.
+        """
+        policy = self.policy()
+        gate = policy.gates.get(view.gate or "")
+        if gate is None or not policy.enforcing:
+            return gate is not None
+        return bool(may_approve(policy, gate, view.model, self.subject).granted)
 
     def vote(self, request_id: int, action: str, comment: Any = None) -> RequestView:
         """Approve, reject or cancel a request (the workflow checks the caller's rights)."""
