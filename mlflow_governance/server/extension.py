@@ -140,7 +140,12 @@ class Governance:
                     f"MLFLOW_GOVERNANCE_AUTH=basic uses MLflow's basic-auth app, which needs "
                     f"its extra: pip install 'mlflow[auth]' ({exc})."
                 ) from None
-            served = basic_auth.create_app(app)
+            from mlflow.server.auth.config import read_auth_config
+
+            from mlflow_governance.server.bootstrap import bootstrap_lock
+
+            with bootstrap_lock(read_auth_config().database_uri):
+                served = basic_auth.create_app(app)
             # Runs after basic-auth's hook, for the routes basic-auth authorizes: the actor
             # of anything they read from the registry (e.g. GraphQL) is the same user.
             app.before_request(self._identify_after_basic_auth)
