@@ -47,9 +47,11 @@ def readable_globs(policy: Policy, subject: Subject) -> tuple[str, ...] | None:
 def name_clause(column: Any, globs: Sequence[str], dialect: str) -> Any:
     """A SQL condition true for names matching any of the fnmatch-style ``globs``.
 
-    ``*`` and ``?`` become LIKE wildcards (with the LIKE metacharacters escaped); a glob
+    ``*`` and ``?`` become LIKE wildcards (with the LIKE metacharacters escaped; LIKE is
+    case-sensitive on PostgreSQL, and on SQLite MLflow's sessions make it so); a glob
     with a character class uses the dialect's own matcher (SQLite GLOB, a regular
-    expression on PostgreSQL and MySQL).
+    expression on PostgreSQL). On MySQL every glob is a binary regular expression, since
+    its default collations compare without case.
 
     Args:
         column: The name column.
@@ -65,6 +67,10 @@ def name_clause(column: Any, globs: Sequence[str], dialect: str) -> Any:
 
 
 def _one(column: Any, glob: str, dialect: str) -> Any:
+    if dialect in ("mysql", "mariadb"):
+        # MySQL compares with the column's collation, case-insensitive by default: '=' and
+        # LIKE would let 'EXP-3' through for 'exp-*'. A binary regular expression does not.
+        return column.op("REGEXP BINARY")("^" + _glob_to_regex(glob) + "$")
     if "[" not in glob:
         if "*" not in glob and "?" not in glob:
             return column == glob
@@ -72,10 +78,7 @@ def _one(column: Any, glob: str, dialect: str) -> Any:
         return column.like(escaped.replace("*", "%").replace("?", "_"), escape="\\")
     if dialect == "sqlite":
         return column.op("GLOB")(glob.replace("[!", "[^"))
-    pattern = "^" + _glob_to_regex(glob) + "$"
-    if dialect == "postgresql":
-        return column.op("~")(pattern)
-    return column.op("REGEXP BINARY")(pattern)
+    return column.op("~")("^" + _glob_to_regex(glob) + "$")
 
 
 def _glob_to_regex(glob: str) -> str:
