@@ -672,3 +672,95 @@ def test_governed_store_stamps_the_actor_the_plain_store_leaves_empty(
         client.create_registered_model("m")
         stamped.append(client.create_model_version("m", "file:///x").user_id)
     assert stamped == [None, "dana"]
+
+
+# ---------------------------------------------------------------------- error precedence
+# When a call has more than one thing wrong, MLflow reports them in a fixed order and the
+# stock client (and REST: 404 vs 400) depends on it. The governed store runs MLflow's
+# validators itself before governing the call; it must keep MLflow's order.
+
+PRECEDENCE_CASES = [
+    pytest.param(
+        lambda s: s.update_webhook("missing-hook"),
+        id="update_webhook: missing id",
+    ),
+    pytest.param(
+        lambda s: s.set_registered_model_alias("missing", "a", 1),
+        id="set_registered_model_alias: missing model",
+    ),
+    pytest.param(
+        lambda s: s.transition_model_version_stage("missing", 1, "Production", True),
+        id="transition: missing model",
+    ),
+    pytest.param(
+        lambda s: s.update_webhook("missing-hook", url="ftp://hooks.example/x"),
+        id="update_webhook: missing id and a bad url",
+        marks=pytest.mark.xfail(
+            strict=True,
+            raises=AssertionError,
+            reason="GovernedStore.update_webhook validates name/url/events before the webhook "
+            "lookup: INVALID_PARAMETER_VALUE instead of MLflow's RESOURCE_DOES_NOT_EXIST",
+        ),
+    ),
+    pytest.param(
+        lambda s: s.update_webhook("missing-hook", name="-bad-"),
+        id="update_webhook: missing id and a bad name",
+        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason="same as above"),
+    ),
+    pytest.param(
+        lambda s: s.update_webhook("missing-hook", events=[]),
+        id="update_webhook: missing id and no events",
+        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason="same as above"),
+    ),
+    pytest.param(
+        lambda s: s.transition_model_version_stage("m", 1, "archived", True),
+        id="transition: archive into an inactive stage, as the caller spelled it",
+        marks=pytest.mark.xfail(
+            strict=True,
+            raises=AssertionError,
+            reason="GovernedStore passes the canonical stage to MLflow, so the message says "
+            "'Archived' where MLflow says 'archived'",
+        ),
+    ),
+    pytest.param(
+        lambda s: s.transition_model_version_stage("m", "x", "Archived", True),
+        id="transition: bad version and archive into an inactive stage",
+        marks=pytest.mark.xfail(
+            strict=True,
+            raises=AssertionError,
+            reason="GovernedStore validates name and version before the stage checks MLflow "
+            "runs first: INVALID_PARAMETER_VALUE instead of MLflow's INTERNAL_ERROR",
+        ),
+    ),
+    pytest.param(
+        lambda s: s.rename_registered_model(None, None),
+        id="rename: both names missing",
+        marks=pytest.mark.xfail(
+            strict=True,
+            raises=AssertionError,
+            reason="GovernedStore validates name before new_name; MLflow names new_name",
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("call", PRECEDENCE_CASES)
+def test_errors_come_in_mlflow_order(
+    call: Callable[[Any], Any], db_url_for: Callable[[str], str]
+) -> None:
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    from mlflow_governance.entry import build_store
+
+    errors = []
+    for store in (
+        SqlAlchemyStore(db_url_for("sqlite")),
+        build_store("governed+" + db_url_for("sqlite")),
+    ):
+        store.create_registered_model("m")
+        store.create_model_version("m", "file:///x")
+        with pytest.raises(MlflowException) as info:
+            call(store)
+        errors.append((info.value.error_code, info.value.message))
+        store.engine.dispose()
+    assert errors[1] == errors[0]

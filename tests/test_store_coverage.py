@@ -309,3 +309,46 @@ def test_link_reads_wrote_their_tags_on_the_tracking_side(world: World) -> None:
     model_tags = world.client.get_logged_model(world.logged_model_id).tags
     assert PROMPT in run_tags["mlflow.linkedPrompts"]
     assert PROMPT in model_tags["mlflow.linkedPrompts"]
+
+
+# ---------------------------------------------------------------------- audit row targets
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="capture.entries_for takes the first change of a model-level call as its main "
+    "row, so delete_registered_model is recorded on one of the model's versions; and "
+    "versions deleted earlier add Deleted_Internal -> Deleted_Internal rows",
+)
+def test_model_deletion_is_audited_on_the_model_with_its_versions_as_side_effects(
+    sqlite_registry_uri: str,
+) -> None:
+    from mlflow_governance.entry import build_store
+
+    store = build_store(sqlite_registry_uri)
+    store.create_registered_model(MODEL)
+    for _ in range(3):
+        store.create_model_version(MODEL, "file:///m")
+    store.set_registered_model_alias(MODEL, "champion", 3)
+    store.delete_model_version(MODEL, 2)
+    with store.engine.connect() as conn:
+        last = conn.execute(sa.select(sa.func.max(audit_log.c.id))).scalar()
+    store.delete_registered_model(MODEL)
+    rows = World(store, Path()).rows_after(last)
+    store.engine.dispose()
+
+    main = [r for r in rows if '"side_effect"' not in (r.details or "")]
+    side = {
+        (r.version, r.stage_before, r.stage_after, r.alias)
+        for r in rows
+        if '"side_effect"' in (r.details or "")
+    }
+    assert [(r.action, r.model, r.version, r.stage_after) for r in main] == [
+        ("delete_registered_model", MODEL, None, None)
+    ]
+    assert side == {
+        (1, "None", "Deleted_Internal", None),
+        (3, "None", "Deleted_Internal", None),
+        (3, None, None, "champion"),
+    }
