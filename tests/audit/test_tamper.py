@@ -21,7 +21,7 @@ from mlflow.entities.model_registry import ModelVersionTag
 
 from mlflow_governance.audit.chain import HASHED_FIELDS, row_hash
 from mlflow_governance.audit.query import verify as chain_verify
-from mlflow_governance.audit.tables import HEAD_ROW_ID, audit_head, audit_log
+from mlflow_governance.audit.tables import GENESIS_HASH, HEAD_ROW_ID, audit_head, audit_log
 from mlflow_governance.cli import main
 
 ROWS = 6
@@ -238,3 +238,25 @@ def test_a_rewritten_tail_is_caught_by_a_checkpoint(
     assert f"BROKEN at row {logged}" in output
     assert "hash differs from the checkpoint" in output
     assert data["broken_id"] == logged
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="verify reports 'chain intact' when the governance_audit_head row is deleted "
+    "(with the newest rows); query.verify skips the head check when the row is missing, "
+    "and every later write fails with NoResultFound (mlflow_governance/audit/query.py, verify)",
+)
+def test_deleting_the_head_row_with_the_newest_rows_fails_verify(
+    registry_uri: str, logged: int, sql: sa.Engine
+) -> None:
+    delete_rows(sql, logged)
+    with sql.begin() as conn:
+        conn.execute(audit_head.delete())
+    try:
+        code, output, data = verify(registry_uri)
+        assert code == 1, output
+        assert "head" in output and data["ok"] is False
+    finally:
+        # The server databases are reused by later tests, whose wipe only resets this row.
+        with sql.begin() as conn:
+            conn.execute(audit_head.insert().values(id=HEAD_ROW_ID, seq=0, hash=GENESIS_HASH))
