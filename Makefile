@@ -23,6 +23,9 @@ demo: $(STAMP)
 	cd .demo && ../$(PY) ../examples/team_story.py
 
 test: $(STAMP)
+	@# The browser tests drive Debian's Chromium through Playwright (which never downloads one).
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium >/dev/null) || echo "make: could not install chromium"
 	$(PY) -m pytest -n auto --dist loadgroup -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
