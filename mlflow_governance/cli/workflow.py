@@ -273,11 +273,14 @@ def check_cmd(registry_uri: str, name: str, version: int, gate: str, as_json: bo
     with _errors(code=2):  # an unreachable registry is an error (2), not a failed check (1)
         data = GovernanceClient(registry_uri).check(name, version, gate)
     verdict = "PASS" if data["passed"] else "FAIL"
+    # One line per requirement, as docs/policy.md shows them: what is expected, what the
+    # version has, pass or FAIL.
+    rows = [{**c, "result": "pass" if c["passed"] else "FAIL"} for c in data["checks"]]
     emit(
         data,
         as_json,
         text=f"{verdict}: {name} version {version} against gate {gate}\n"
-        + table(data["checks"], ("name", "passed", "expected", "actual")),
+        + table(rows, ("name", "expected", "actual", "result")),
     )
     if not data["passed"]:
         sys.exit(1)
