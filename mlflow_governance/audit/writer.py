@@ -113,8 +113,14 @@ def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, 
         }
         row["hash"] = prev_hash = row_hash(row)
         rows.append(row)
-    connection.execute(_INSERT_ROWS, rows)
-    connection.execute(_SET_HEAD_HASH, {"head_hash": prev_hash})
+    if connection.dialect.name == "postgresql" and count == 1:
+        # One round trip for the row and the new head: PostgreSQL runs an INSERT in a
+        # WITH clause as part of the UPDATE statement.
+        params = {f"row_{name}": value for name, value in rows[0].items()}
+        connection.execute(_INSERT_ROW_SET_HEAD_HASH, {**params, "head_hash": prev_hash})
+    else:
+        connection.execute(_INSERT_ROWS, rows)
+        connection.execute(_SET_HEAD_HASH, {"head_hash": prev_hash})
     return rows
 
 
@@ -131,4 +137,9 @@ _SET_HEAD_HASH = (
     sa.update(audit_head)
     .where(audit_head.c.id == HEAD_ROW_ID)
     .values(hash=sa.bindparam("head_hash", type_=sa.String))
+)
+_INSERT_ROW_SET_HEAD_HASH = _SET_HEAD_HASH.add_cte(
+    sa.insert(audit_log)
+    .values({c.name: sa.bindparam(f"row_{c.name}", type_=c.type) for c in audit_log.c})
+    .cte("audit_row")
 )
