@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# One run serves every test below: keep them on one xdist worker (make test uses loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("quickstart")]
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
 
@@ -18,9 +22,12 @@ AUDIT_ROW = re.compile(r"^(\d+)\s+\S+Z\s+(\S+)\s+(\S+)\s+iris-classifier\s+(\S+)
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
     folder = tmp_path_factory.mktemp("quickstart")
+    # As on a fresh machine: no policy, user or URI from the developer's environment.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "_MLFLOW_"))}
     result = subprocess.run(
         [sys.executable, str(QUICKSTART)],
         cwd=folder,
+        env=env,
         capture_output=True,
         text=True,
         timeout=600,
@@ -29,9 +36,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert (folder / "mlflow.db").is_file()
     return result
-
-
-pytestmark = pytest.mark.slow
 
 
 def section(output: str, title: str) -> str:
