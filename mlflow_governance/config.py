@@ -62,11 +62,22 @@ def plain_uri(uri: str | None) -> str | None:
     return uri
 
 
+_SECRET_QUERY_KEYS = ("password", "passwd", "pwd")
+
+
 def _redact(uri: str) -> str:
     parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    return uri.replace(f":{parts.password}@", ":***@", 1)
+    if parts.password is not None:
+        uri = uri.replace(f":{parts.password}@", ":***@", 1)
+    if parts.query:
+        # Drivers also take the password as a query parameter (?password=...).
+        pairs = [pair.partition("=") for pair in parts.query.split("&")]
+        masked = "&".join(
+            f"{key}={'***' if key.lower() in _SECRET_QUERY_KEYS else value}" if sep else key
+            for key, sep, value in pairs
+        )
+        uri = uri.replace(parts.query, masked, 1)
+    return uri
 
 
 def redact(uri: str) -> str:

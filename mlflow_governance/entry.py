@@ -70,7 +70,7 @@ def probe(db_uri: str) -> None:
     except ImportError as exc:
         raise ConfigurationError(
             f"The database driver for {config.redact(db_uri)} is not installed ({exc}). "
-            "Install it, e.g. pip install 'mlflow-governance[postgres]' or '[mysql]'."
+            + _driver_hint(db_uri)
         ) from None
     try:
         with engine.connect():
@@ -83,3 +83,16 @@ def probe(db_uri: str) -> None:
         ) from None
     finally:
         engine.dispose()
+
+
+def _driver_hint(db_uri: str) -> str:
+    scheme = db_uri.split(":", 1)[0]
+    if scheme == "mysql":
+        # A bare mysql:// means the MySQLdb driver, which the [mysql] extra does not install.
+        return (
+            "SQLAlchemy's default MySQL driver is MySQLdb: pip install mysqlclient, or use "
+            "governed+mysql+pymysql://... with pip install 'mlflow-governance[mysql]'."
+        )
+    if scheme.startswith("mysql"):
+        return "Install it: pip install 'mlflow-governance[mysql]'."
+    return "Install it: pip install 'mlflow-governance[postgres]'."

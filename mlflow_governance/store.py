@@ -18,7 +18,10 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import sqlalchemy
-from mlflow.entities.model_registry.model_version_stages import get_canonical_stage
+from mlflow.entities.model_registry.model_version_stages import (
+    DEFAULT_STAGES_FOR_GET_LATEST_VERSIONS,
+    get_canonical_stage,
+)
 from mlflow.exceptions import MlflowException
 from mlflow.store.db.utils import _get_managed_session_maker, _get_routing_session_maker
 from mlflow.store.model_registry import (
@@ -453,8 +456,8 @@ class GovernedStore(SqlAlchemyStore):
         )
 
     def rename_registered_model(self, name: Any, new_name: Any) -> Any:
+        _validate_model_renaming(new_name)  # MLflow's order: the new name first
         _validate_model_name(name)
-        _validate_model_renaming(new_name)
         return self._govern(
             "rename_registered_model",
             lambda: super(GovernedStore, self).rename_registered_model(name, new_name),
@@ -546,11 +549,20 @@ class GovernedStore(SqlAlchemyStore):
     def transition_model_version_stage(
         self, name: Any, version: Any, stage: Any, archive_existing_versions: Any
     ) -> Any:
+        # MLflow's checks in MLflow's order: the stage, archiving into an inactive stage
+        # (which MLflow refuses before touching the database), then name and version.
+        canonical = get_canonical_stage(stage)
+        if archive_existing_versions and canonical not in DEFAULT_STAGES_FOR_GET_LATEST_VERSIONS:
+            return super().transition_model_version_stage(
+                name, version, stage, archive_existing_versions
+            )
         _validate_model_name(name)
         version = _validate_model_version(version)
-        stage = get_canonical_stage(stage)
         move = Move(
-            name, version, Target("stage", stage), archive_existing=bool(archive_existing_versions)
+            name,
+            version,
+            Target("stage", canonical),
+            archive_existing=bool(archive_existing_versions),
         )
         return self._govern(
             "transition_model_version_stage",
@@ -559,7 +571,7 @@ class GovernedStore(SqlAlchemyStore):
             ),
             model=name,
             version=version,
-            stage=stage,
+            stage=canonical,
             move=move,
             details={"archive_existing_versions": bool(archive_existing_versions)},
         )
@@ -660,6 +672,8 @@ class GovernedStore(SqlAlchemyStore):
         secret: Any = None,
         status: Any = None,
     ) -> Any:
+        # MLflow looks the webhook up before checking the new values: a missing id is 404.
+        SqlAlchemyStore.get_webhook(self, webhook_id)
         if name is not None:
             _validate_webhook_name(name)
         if url is not None:

@@ -695,51 +695,26 @@ PRECEDENCE_CASES = [
     pytest.param(
         lambda s: s.update_webhook("missing-hook", url="ftp://hooks.example/x"),
         id="update_webhook: missing id and a bad url",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,
-            reason="GovernedStore.update_webhook validates name/url/events before the webhook "
-            "lookup: INVALID_PARAMETER_VALUE instead of MLflow's RESOURCE_DOES_NOT_EXIST",
-        ),
     ),
     pytest.param(
         lambda s: s.update_webhook("missing-hook", name="-bad-"),
         id="update_webhook: missing id and a bad name",
-        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason="same as above"),
     ),
     pytest.param(
         lambda s: s.update_webhook("missing-hook", events=[]),
         id="update_webhook: missing id and no events",
-        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason="same as above"),
     ),
     pytest.param(
         lambda s: s.transition_model_version_stage("m", 1, "archived", True),
         id="transition: archive into an inactive stage, as the caller spelled it",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,
-            reason="GovernedStore passes the canonical stage to MLflow, so the message says "
-            "'Archived' where MLflow says 'archived'",
-        ),
     ),
     pytest.param(
         lambda s: s.transition_model_version_stage("m", "x", "Archived", True),
         id="transition: bad version and archive into an inactive stage",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,
-            reason="GovernedStore validates name and version before the stage checks MLflow "
-            "runs first: INVALID_PARAMETER_VALUE instead of MLflow's INTERNAL_ERROR",
-        ),
     ),
     pytest.param(
         lambda s: s.rename_registered_model(None, None),
         id="rename: both names missing",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,
-            reason="GovernedStore validates name before new_name; MLflow names new_name",
-        ),
     ),
 ]
 

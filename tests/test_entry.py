@@ -174,12 +174,6 @@ def test_unreachable_server_fails_fast_with_a_clean_redacted_message(
     assert client_info.value.message == message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a password given as a query parameter (?password=...), which psycopg and "
-    "SQLAlchemy accept, is printed in clear: redaction only looks at user:password@ "
-    "(mlflow_governance/config.py, _redact)",
-)
 def test_a_password_in_the_query_string_is_redacted_too() -> None:
     with pytest.raises(MlflowException) as info:
         build_store("governed+postgresql+psycopg://postgres@127.0.0.1:1/nope?password=s3cr3t-pw")
@@ -203,12 +197,6 @@ def test_missing_driver_is_a_clean_redacted_error() -> None:
 
 @pytest.mark.skipif(
     importlib.util.find_spec("MySQLdb") is not None, reason="mysqlclient is installed here"
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="for governed+mysql:// the hint says to install the [mysql] extra, which installs "
-    "PyMySQL, not the MySQLdb driver SQLAlchemy uses for a bare mysql:// "
-    "(mlflow_governance/entry.py, probe)",
 )
 def test_missing_driver_hint_names_a_fix_that_works() -> None:
     with pytest.raises(MlflowException) as info:

@@ -314,13 +314,6 @@ def test_link_reads_wrote_their_tags_on_the_tracking_side(world: World) -> None:
 # ---------------------------------------------------------------------- audit row targets
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="capture.entries_for takes the first change of a model-level call as its main "
-    "row, so delete_registered_model is recorded on one of the model's versions; and "
-    "versions deleted earlier add Deleted_Internal -> Deleted_Internal rows",
-)
 def test_model_deletion_is_audited_on_the_model_with_its_versions_as_side_effects(
     sqlite_registry_uri: str,
 ) -> None:

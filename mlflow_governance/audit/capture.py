@@ -36,6 +36,8 @@ from mlflow_governance.identity import Identity, current_identity
 WRITE_SESSION = "governance_write"
 _CHANGES = "governance_changes"
 _UNATTRIBUTED = "unattributed_write"
+# Calls whose version is only known from the change they make.
+_VERSION_CREATING = frozenset({"create_model_version", "copy_model_version"})
 
 
 class AuditWriteError(GovernanceError):
@@ -133,6 +135,8 @@ def _changes_of_flush(session: Session) -> list[Change]:
                 )
     for obj in session.deleted:
         if _is(obj, SqlModelVersion):
+            if obj.current_stage == "Deleted_Internal":  # deleted earlier, audited then
+                continue
             changes.append(Change(obj.name, obj.version, obj.current_stage, "Deleted_Internal"))
         elif _is(obj, SqlRegisteredModelAlias):
             changes.append(Change(obj.name, obj.version, alias=obj.alias, alias_before=obj.version))
@@ -174,6 +178,12 @@ def entries_for(op: Operation, changes: list[Change]) -> list[AuditEntry]:
     """
     if not changes:
         return [_entry(op, None, op.details), *op.extra]
+    if op.version is None and op.alias is None and op.action not in _VERSION_CREATING:
+        # A call on the whole model (e.g. deleting it): its own row first, then one row
+        # per version or alias it took along.
+        rows = [_entry(op, None, op.details)]
+        rows.extend(_entry(op, c, {"side_effect": True}) for c in changes)
+        return [*rows, *op.extra]
 
     def is_target(change: Change) -> bool:
         if op.alias is not None:

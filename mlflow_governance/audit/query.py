@@ -159,7 +159,18 @@ def verify(connection: sa.Connection, checkpoint: Checkpoint | None = None) -> V
     head = connection.execute(
         sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ROW_ID)
     ).first()
-    if head is not None and (int(head.seq) != result.head_id or head.hash != result.head_hash):
+    if head is None:
+        return VerifyResult(
+            False,
+            result.rows,
+            result.head_id,
+            result.head_hash,
+            result.head_id + 1,
+            f"the chain head row (governance_audit_head) is missing; the log ends at row "
+            f"{result.head_id} and its newest rows may have been cut off: compare with a "
+            "checkpoint (audit verify --checkpoint FILE)",
+        )
+    if int(head.seq) != result.head_id or head.hash != result.head_hash:
         return VerifyResult(
             False,
             result.rows,
@@ -230,10 +241,51 @@ class HistoryEvent:
         return dict(self.__dict__)
 
 
+def _lineage(connection: sa.Connection, model: str) -> list[tuple[str, int, int | None]]:
+    """The names a model had, with the audit id ranges in which it had them.
+
+    Rename rows keep the old name (the new one is in ``details.new_name``), so history
+    follows them backwards; a name vacated by a rename before belongs to another model.
+
+    Returns:
+        ``(name, after_id, before_id)`` triples: rows of ``name`` with
+        ``after_id < id < before_id`` (``None``: no upper bound).
+    """
+    c = audit_log.c
+    renames = []
+    for row in connection.execute(
+        sa.select(c.id, c.model, c.details)
+        .where(c.action == "rename_registered_model", c.decision != DECISION_DENY)
+        .order_by(c.id)
+    ):
+        new_name = json.loads(row.details or "{}").get("new_name")
+        if new_name:
+            renames.append((int(row.id), row.model, new_name))
+    segments: list[tuple[str, int, int | None]] = []
+    name, upper = model, None
+    while True:
+        earlier = [r for r in renames if upper is None or r[0] < upper]
+        into = max((r for r in earlier if r[2] == name), default=None)
+        # The rename just followed (id upper - 1) is this name's own departure, not an
+        # earlier model's.
+        vacated = max(
+            (r[0] for r in earlier if r[1] == name and (upper is None or r[0] < upper - 1)),
+            default=0,
+        )
+        lower = max(into[0] if into else 0, vacated)
+        segments.append((name, lower, upper))
+        if into is None or vacated > into[0]:
+            return segments
+        name, upper = into[1], into[0] + 1
+
+
 def history(
     connection: sa.Connection, model: str, at: datetime | None = None
 ) -> list[HistoryEvent]:
     """Every stage and alias change of a model, from the audit log, oldest first.
+
+    Follows renames: the history of ``fraud-v2`` includes what happened while it was
+    called ``fraud``.
 
     Args:
         connection: An open connection.
@@ -244,9 +296,13 @@ def history(
         The events.
     """
     c = audit_log.c
+    names = [
+        sa.and_(c.model == name, c.id > lower, *([c.id < upper] if upper is not None else []))
+        for name, lower, upper in _lineage(connection, model)
+    ]
     query = (
         sa.select(audit_log)
-        .where(c.model == model, c.decision != DECISION_DENY)
+        .where(sa.or_(*names), c.decision != DECISION_DENY)
         .where(
             sa.or_(
                 c.stage_after.is_not(None),

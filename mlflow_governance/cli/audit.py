@@ -145,10 +145,14 @@ def _write(destination: str, text: str) -> None:
 def audit_verify(registry_uri: str, checkpoint_file: str | None, as_json: bool) -> None:
     """Check the hash chain; exit 0 with the row count, or 1 naming the first broken row."""
     from mlflow_governance.audit.query import Checkpoint, verify
+    from mlflow_governance.exceptions import InvalidRequest
 
     checkpoint = None
     if checkpoint_file:
-        checkpoint = Checkpoint.from_json(Path(checkpoint_file).read_text(), checkpoint_file)
+        try:
+            checkpoint = Checkpoint.from_json(Path(checkpoint_file).read_text(), checkpoint_file)
+        except InvalidRequest as exc:
+            raise click.ClickException(exc.message) from None
     store = open_store(registry_uri)
     with store.engine.connect() as connection:
         result = verify(connection, checkpoint)

@@ -240,12 +240,6 @@ def test_a_rewritten_tail_is_caught_by_a_checkpoint(
     assert data["broken_id"] == logged
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify reports 'chain intact' when the governance_audit_head row is deleted "
-    "(with the newest rows); query.verify skips the head check when the row is missing, "
-    "and every later write fails with NoResultFound (mlflow_governance/audit/query.py, verify)",
-)
 def test_deleting_the_head_row_with_the_newest_rows_fails_verify(
     registry_uri: str, logged: int, sql: sa.Engine
 ) -> None:

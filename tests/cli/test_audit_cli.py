@@ -388,12 +388,6 @@ def test_checkpoint_refuses_a_broken_chain(story: Story, tmp_path: Path) -> None
     assert not checkpoint.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit verify lets InvalidRequest from Checkpoint.from_json escape as a traceback "
-    "instead of printing the message and exiting 1 (mlflow_governance/cli/audit.py, "
-    "audit_verify)",
-)
 def test_verify_with_a_file_that_is_not_a_checkpoint_fails_cleanly(
     story: Story, tmp_path: Path
 ) -> None:
@@ -474,12 +468,6 @@ def test_history_of_a_model_without_moves_is_empty(story: Story) -> None:
     assert cli_json("history", "no-such-model", "--registry-uri", story.uri) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="history does not follow renames: the stage and alias rows keep the old name, so "
-    "'history NEW' is empty although a version holds Production and champion "
-    "(mlflow_governance/audit/query.py, history)",
-)
 def test_history_follows_a_rename(story: Story) -> None:
     build_store(story.uri).rename_registered_model("fraud", "fraud-v2")
     holders = cli_json(
