@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, current_app, g, request
 
 from mlflow_governance.exceptions import ConfigurationError
-from mlflow_governance.identity import Identity, acting_as
+from mlflow_governance.identity import SOURCE_SERVER, Identity, acting_as
 from mlflow_governance.server.auth import (
     UNPROTECTED_PATHS,
     Authenticator,
@@ -105,13 +105,13 @@ class Governance:
         app.secret_key = self.settings.secret_key
         app.register_blueprint(api.blueprint, url_prefix=static_prefixed(API_PREFIX))
         app.register_blueprint(page.blueprint, url_prefix=static_prefixed(PAGE_PREFIX))
-        missing = [name for name in registry_endpoints() if name not in app.view_functions]
-        if len(missing) == len(registry_endpoints()):
+        registry = registry_endpoints()
+        if not registry.intersection(app.view_functions):
             raise ConfigurationError(
                 "None of MLflow's model-registry routes is registered on this app; pass "
                 "MLflow's server app (mlflow.server.app) to init_app."
             )
-        self._governed = registry_endpoints() | {
+        self._governed = registry | {
             name
             for name in app.view_functions
             if name.startswith((f"{api.blueprint.name}.", f"{page.blueprint.name}."))
@@ -186,7 +186,7 @@ class Governance:
             self._act_as(
                 Identity(
                     str(user),
-                    "server",
+                    SOURCE_SERVER,
                     client_address=request.remote_addr,
                     user_agent=request.headers.get("User-Agent"),
                 )
