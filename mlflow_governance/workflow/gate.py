@@ -214,6 +214,10 @@ class GateKeeper:
     ) -> tuple[str, str, str | None, int | None] | None:
         if move.target.kind != rq.STAGE or move.version is None:
             return None
+        if not any(
+            g.targets.stages and g.model_globs.match(move.model) for g in policy.gates.values()
+        ):
+            return None  # no stage of this model is gated: skip reading the version
         current = self.store.raw_version(move.model, move.version).current_stage
         if current == move.target.name or not gates_for(policy, move.model, stage=current):
             return None
