@@ -196,3 +196,13 @@ def gov_spec(gov: GovServer) -> dict[str, Any]:
         assert spec["security"] == [{"trustedProxy": []}]
         _SPEC.update(spec)
     return _SPEC
+
+
+def test_the_page_works_behind_the_proxy(gov: GovServer) -> None:
+    status, page = send(gov, "GET", "/governance/?state=all", headers=as_proxy("dave", "ops"))
+    assert status == 200
+    assert "dave" in page and "Promotion requests" in page
+    status, refused = send(
+        gov, "POST", "/governance/requests/1/reject", headers=as_proxy("dave", "release-managers")
+    )
+    assert status == 403 and "CSRF token" in refused
