@@ -47,6 +47,14 @@ if TYPE_CHECKING:
 #: The actor of housekeeping the plugin does by itself (expiring stale requests).
 SYSTEM = Identity("mlflow-governance", "system")
 
+# A break-glass move has happened already; its review stays open until approvers approve
+# it, so neither rejecting nor cancelling (nor expiry) may close it quietly.
+_REVIEW_STAYS = (
+    "Request #{id} is the post-hoc review of a break-glass move made already: it stays "
+    "pending until approved, and cannot be rejected or cancelled. To undo the move, roll "
+    "it back: mlflow-governance rollback {model} --stage STAGE|--alias ALIAS."
+)
+
 
 def utc_now() -> datetime:
     """Naive UTC now, as stored."""
@@ -265,6 +273,8 @@ class Workflow:
                     f"Request #{request_id} is already {view.state}: "
                     f"apply it with 'mlflow-governance promote' instead."
                 )
+            if decision == "reject" and view.kind == KIND_REVIEW:
+                raise Conflict(_REVIEW_STAYS.format(id=request_id, model=view.model))
             gate = policy.gates.get(view.gate or "")
             if gate is None:
                 raise Conflict(
@@ -359,6 +369,8 @@ class Workflow:
             now = utc_now()
             rq.lock_open(conn, request_id, now)
             view = rq.load(conn, request_id)
+            if view.kind == KIND_REVIEW:
+                raise Conflict(_REVIEW_STAYS.format(id=request_id, model=view.model))
             admin = authorize(
                 policy, Subject(identity.user, identity.groups), "policy:admin", view.model
             )
@@ -519,6 +531,8 @@ class Workflow:
         expired = 0
         with self.engine.begin() as conn:
             for view in rq.search(conn, state=PENDING):
+                if view.kind == KIND_REVIEW:  # owed for a move already made: never stale
+                    continue
                 horizon: timedelta | None = horizons.get(view.gate or "")
                 created = datetime.fromisoformat(view.created_at.rstrip("Z"))
                 if (
