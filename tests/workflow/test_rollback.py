@@ -7,8 +7,11 @@ so the audit history holds both moves).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
+from tests.workflow import backdate
 from tests.workflow.conftest import Registry
 
 PASSED = {"validation_status": "passed"}
@@ -65,7 +68,18 @@ def test_break_glass_rollback_applies_at_once_and_leaves_a_review(served: Regist
     assert review["needs"] == "needs 2 approvals from role approver, 0 so far"
     moved = served.audit(action="transition_model_version_stage", version=1)[-1]
     assert moved["details"]["break_glass"] is True and moved["request_id"] == review["id"]
-    # The review stays open until approved; approving it changes nothing in the registry.
+    # The review stays open until approved: no rejecting, cancelling or expiring it...
+    rid = review["id"]
+    for refused in (
+        served.fails("dave", lambda: served.gov.reject(rid, "should have waited")),
+        served.fails("admin", lambda: served.gov.cancel(rid)),
+    ):
+        assert refused.error_code == "INVALID_STATE"
+        assert "stays pending until approved" in refused.message
+        assert "mlflow-governance rollback fraud" in refused.message
+    backdate(served.store, "requests", "created_at", timedelta(days=30), id=rid)
+    assert served.cli.json("dave", "requests", "--state", "expired") == []
+    # ...and approving it changes nothing in the registry.
     served.cli.json("dave", "approve", str(review["id"]))
     assert served.cli.json("erin", "approve", str(review["id"]))["state"] == "approved"
     assert served.stages("fraud") == {1: "Production", 2: "Archived"}
