@@ -188,6 +188,7 @@ class GovernedStore(SqlAlchemyStore):
                 reason="no policy configured",
                 rule=_DEFAULT_RULE,
                 details=dict(details or {}),
+                workspace=self._get_active_workspace() if self.supports_workspaces else None,
             )
             if stage is not None:
                 op.details.setdefault("stage", stage)

@@ -283,12 +283,6 @@ def test_enable_workspaces_gives_the_workspace_aware_store(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit rows do not record the workspace: two models of one name in two "
-    "workspaces share one audit trail and one history (mlflow_governance/audit/tables.py, "
-    "writer.py, capture.py)",
-)
 def test_audit_rows_tell_workspaces_apart(
     sqlite_registry_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -62,6 +62,8 @@ class Operation:
     details: dict[str, Any] = field(default_factory=dict)
     #: Rows the caller adds beside the change's own (e.g. a promotion request applied).
     extra: list[AuditEntry] = field(default_factory=list)
+    #: The MLflow workspace of the call (workspace-aware stores only).
+    workspace: str | None = None
     #: Set once its rows are committed with a write session.
     written: bool = False
     #: Work that must commit with the change (e.g. marking a request applied); each gets
@@ -159,6 +161,7 @@ def _entry(op: Operation, change: Change | None, details: dict[str, Any]) -> Aud
         rule=op.rule,
         request_id=op.request_id,
         details=details,
+        workspace=op.workspace,
     )
 
 

@@ -42,6 +42,11 @@ HASHED_FIELDS = (
 )
 
 
+#: Columns added after the first release: hashed when set, left out of the payload when
+#: NULL, so rows written before they existed keep their hashes.
+OPTIONAL_HASHED_FIELDS = ("workspace",)
+
+
 def format_time(value: datetime) -> str:
     """Render a timestamp as UTC ISO-8601 with microseconds, the form that is hashed.
 
@@ -71,6 +76,10 @@ def canonical(row: Mapping[str, Any]) -> str:
         if isinstance(value, datetime):
             value = format_time(value)
         payload[name] = value
+    # Setting or clearing an optional field later breaks the row's hash either way.
+    for name in OPTIONAL_HASHED_FIELDS:
+        if row.get(name) is not None:
+            payload[name] = row[name]
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

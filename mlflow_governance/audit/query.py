@@ -30,6 +30,7 @@ class AuditFilter:
     actor: str | None = None
     action: str | None = None
     decision: str | None = None
+    workspace: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     limit: int | None = None
@@ -62,6 +63,7 @@ def list_rows(connection: sa.Connection, flt: AuditFilter) -> list[dict[str, Any
         c.actor == flt.actor if flt.actor is not None else None,
         c.action == flt.action if flt.action is not None else None,
         c.decision == flt.decision if flt.decision is not None else None,
+        c.workspace == flt.workspace if flt.workspace is not None else None,
         c.time >= _naive_utc(flt.since) if flt.since is not None else None,
         c.time <= _naive_utc(flt.until) if flt.until is not None else None,
     ]

@@ -36,10 +36,13 @@ audit_log = sa.Table(
     sa.Column("user_agent", sa.String(512)),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    # MLflow workspace of the change (workspace-aware servers only; NULL otherwise).
+    sa.Column("workspace", sa.String(63)),
     sa.Index("ix_governance_audit_model_version", "model", "version"),
     sa.Index("ix_governance_audit_time", "time"),
     sa.Index("ix_governance_audit_actor", "actor"),
     sa.Index("ix_governance_audit_action", "action"),
+    sa.Index("ix_governance_audit_workspace", "workspace"),
 )
 
 # One row (id = 1): the newest chain position. Writers update it first, which takes a row
@@ -54,3 +57,19 @@ audit_head = sa.Table(
 
 HEAD_ROW_ID = 1
 GENESIS_HASH = "0" * 64
+
+
+def restore_head(connection: sa.Connection) -> bool:
+    """Re-create a deleted chain head from the newest audit row.
+
+    Returns:
+        True when the head was missing and has been restored.
+    """
+    if connection.execute(sa.select(audit_head.c.id)).first() is not None:
+        return False
+    newest = connection.execute(
+        sa.select(audit_log.c.id, audit_log.c.hash).order_by(audit_log.c.id.desc()).limit(1)
+    ).first()
+    seq, head_hash = (int(newest.id), newest.hash) if newest else (0, GENESIS_HASH)
+    connection.execute(sa.insert(audit_head).values(id=HEAD_ROW_ID, seq=seq, hash=head_hash))
+    return True

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from mlflow_governance.audit.chain import row_hash
 from mlflow_governance.audit.tables import HEAD_ROW_ID, audit_head, audit_log
+from mlflow_governance.exceptions import AuditIntegrityError
 from mlflow_governance.identity import Identity
 
 DECISION_ALLOW = "allow"
@@ -46,6 +47,7 @@ class AuditEntry:
     rule: str | None = None
     request_id: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    workspace: str | None = None
 
 
 def utc_now() -> datetime:
@@ -78,10 +80,19 @@ def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, 
     connection = executor.connection() if isinstance(executor, Session) else executor
     count = len(entries)
     if connection.dialect.update_returning:  # PostgreSQL, SQLite >= 3.35: one round trip
-        seq, prev_hash = connection.execute(_BUMP_HEAD_RETURNING, {"n_rows": count}).one()
+        head = connection.execute(_BUMP_HEAD_RETURNING, {"n_rows": count}).first()
     else:  # MariaDB/MySQL: UPDATE has no RETURNING; read the head under the lock just taken
         connection.execute(_BUMP_HEAD, {"n_rows": count})
-        seq, prev_hash = connection.execute(_READ_HEAD).one()
+        head = connection.execute(_READ_HEAD).first()
+    if head is None:
+        raise AuditIntegrityError(
+            "The audit chain head (table governance_audit_head) is missing, so no audit row "
+            "can be chained and the change was not applied. Someone deleted it, perhaps with "
+            "the newest audit rows: run 'mlflow-governance audit verify --checkpoint FILE' "
+            "against your last checkpoint, then 'mlflow-governance db upgrade' to restore "
+            "the head from the newest remaining row."
+        )
+    seq, prev_hash = head
     now = utc_now()
     rows: list[dict[str, Any]] = []
     next_id = int(seq) - count + 1
@@ -110,6 +121,7 @@ def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, 
             "client_address": _truncate(ident.client_address, 64),
             "user_agent": _truncate(ident.user_agent, 512),
             "prev_hash": prev_hash,
+            "workspace": entry.workspace,
         }
         row["hash"] = prev_hash = row_hash(row)
         rows.append(row)

@@ -37,6 +37,12 @@ def db_upgrade(registry_uri: str, as_json: bool) -> None:
 
     store = open_store(registry_uri)
     schema.upgrade(store.engine)
+    if schema.restore_chain_head(store.engine):
+        click.echo(
+            "Warning: the audit chain head was missing and has been restored from the newest "
+            "audit row; check 'audit verify --checkpoint FILE' against your last checkpoint.",
+            err=True,
+        )
     with store.engine.connect() as connection:
         revision = schema.current_revision(connection)
     emit(

@@ -14,9 +14,9 @@ from mlflow_governance.exceptions import ConfigurationError
 
 VERSION_TABLE = "governance_alembic_version"
 #: The newest revision this release ships; bump with every new migration.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 #: Every revision this release knows, oldest first.
-KNOWN_REVISIONS = ("0001", "0002")
+KNOWN_REVISIONS = ("0001", "0002", "0003")
 
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -54,6 +54,18 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
         config.set_main_option("script_location", str(_MIGRATIONS_DIR))
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def restore_chain_head(engine: sa.Engine) -> bool:
+    """Re-create a deleted audit chain head from the newest audit row (``db upgrade``).
+
+    Returns:
+        True when it was missing and has been restored.
+    """
+    from mlflow_governance.audit.tables import restore_head
+
+    with engine.begin() as connection:
+        return restore_head(connection)
 
 
 def ensure_schema(engine: sa.Engine) -> None:

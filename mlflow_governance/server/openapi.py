@@ -64,31 +64,29 @@ _REQUEST = _obj(
     extra=True,  # e.g. apply_error when the last approval could not apply the move
 )
 
-_AUDIT_ROW = _obj(
-    {
-        "id": {"type": "integer"},
-        "time": {"type": "string"},
-        "actor": {"type": "string"},
-        "identity_source": {"type": "string"},
-        "action": {"type": "string"},
-        "model": _nullable("string"),
-        "version": _nullable("integer"),
-        "stage_before": _nullable("string"),
-        "stage_after": _nullable("string"),
-        "alias": _nullable("string"),
-        "alias_before": _nullable("integer"),
-        "alias_after": _nullable("integer"),
-        "decision": {"type": "string", "enum": ["allow", "deny", "would-deny"]},
-        "reason": _nullable("string"),
-        "rule": _nullable("string"),
-        "request_id": _nullable("integer"),
+
+def _audit_row() -> dict[str, Any]:
+    """An audit row as ``audit list --json`` gives it, one property per column of the table."""
+    import sqlalchemy as sa
+
+    from mlflow_governance.audit.tables import audit_log
+
+    special: dict[str, Any] = {
         "details": {"type": "object"},
-        "client_address": _nullable("string"),
-        "user_agent": _nullable("string"),
+        "decision": {"type": "string", "enum": ["allow", "deny", "would-deny"]},
         "prev_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "time": {"type": "string", "description": "ISO-8601 UTC"},
     }
-)
+    properties: dict[str, Any] = {}
+    for column in audit_log.columns:
+        if column.name in special:
+            properties[column.name] = special[column.name]
+            continue
+        kind = "integer" if isinstance(column.type, sa.Integer) else "string"
+        properties[column.name] = _nullable(kind) if column.nullable else {"type": kind}
+    return _obj(properties)
+
 
 _HISTORY_EVENT = _obj(
     {
@@ -143,7 +141,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["model", "version", "target"],
     },
     "Comment": {"type": "object", "properties": {"comment": _nullable("string")}},
-    "AuditRow": _AUDIT_ROW,
+    "AuditRow": _audit_row(),
     "AuditList": {"type": "array", "items": _ref("AuditRow")},
     "HistoryEvent": _HISTORY_EVENT,
     "Holding": _HOLDING,

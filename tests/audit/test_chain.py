@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from mlflow_governance.audit.chain import (
     HASHED_FIELDS,
+    OPTIONAL_HASHED_FIELDS,
     canonical,
     format_time,
     row_hash,
@@ -65,8 +66,18 @@ def make_chain(length: int) -> list[dict[str, Any]]:
 
 
 def test_hashed_fields_are_every_column_but_the_hash_itself() -> None:
-    assert set(HASHED_FIELDS) == {c.name for c in audit_log.columns} - {"hash"}
+    hashed = set(HASHED_FIELDS) | set(OPTIONAL_HASHED_FIELDS)
+    assert hashed == {c.name for c in audit_log.columns} - {"hash"}
     assert len(set(HASHED_FIELDS)) == len(HASHED_FIELDS)
+
+
+def test_an_optional_field_is_hashed_when_set_and_absent_when_null() -> None:
+    row = make_row(1, GENESIS_HASH)
+    assert "workspace" not in json.loads(canonical({**row, "workspace": None}))
+    with_ws = {**row, "workspace": "team-a"}
+    assert json.loads(canonical(with_ws))["workspace"] == "team-a"
+    assert row_hash(with_ws) != row_hash(row)
+    assert row_hash({**row, "workspace": "team-b"}) != row_hash(with_ws)
 
 
 def test_canonical_is_compact_json_with_sorted_keys_and_every_hashed_field() -> None:
