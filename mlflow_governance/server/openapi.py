@@ -240,6 +240,7 @@ def build_spec(prefix: str, auth_mode: str) -> dict[str, Any]:
         _query("model", "Only rows about this registered model"),
         _query("version", "Only rows about this version", "integer"),
         _query("actor", "Only rows by this user"),
+        _query("workspace", "Only rows of this MLflow workspace"),
         _query("action", "Only this action, e.g. transition_model_version_stage"),
         _query("decision", "allow, deny or would-deny"),
         _query("since", "From this ISO-8601 time (UTC)"),

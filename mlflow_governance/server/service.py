@@ -200,8 +200,8 @@ class Service:
         """Audit rows matching the filters of ``mlflow-governance audit list``.
 
         Args:
-            args: Query parameters: model, version, actor, action, decision, since, until,
-                limit (default 100, at most 5000), newest_first.
+            args: Query parameters: model, version, actor, workspace, action, decision,
+                since, until, limit (default 100, at most 5000), newest_first.
         """
         model = args.get("model") or None
         self.require("audit:read", model, "read_audit")
@@ -216,6 +216,7 @@ class Service:
             model=model,
             version=parse_int(raw_version, "version") if raw_version else None,
             actor=args.get("actor") or None,
+            workspace=args.get("workspace") or None,
             action=args.get("action") or None,
             decision=decision,
             since=parse_time(args.get("since"), "since"),
