@@ -216,7 +216,7 @@ class GovernanceClient:
 
         Raises:
             MlflowException: Refused, or (with ``wait``) the request was closed or the
-                timeout passed (``INVALID_STATE``).
+                timeout passed (``RESOURCE_CONFLICT``).
         """
         target = Target.parse(to)
         identity = self._who()

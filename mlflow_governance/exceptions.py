@@ -75,9 +75,12 @@ class NotFound(GovernanceError):
 
 
 class Conflict(GovernanceError):
-    """The action clashes with the current state, e.g. approving a closed request."""
+    """The action clashes with the current state, e.g. approving a closed request (HTTP 409).
 
-    error_code = "INVALID_STATE"
+    Not ``INVALID_STATE``: MLflow answers that with 500, which clients retry.
+    """
+
+    error_code = "RESOURCE_CONFLICT"
 
 
 class ConfigurationError(GovernanceError):

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from flask import Response
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance.errors import governance_cause, to_mlflow
-from mlflow_governance.exceptions import Conflict, GovernanceError
+from mlflow_governance.errors import to_mlflow
+from mlflow_governance.exceptions import GovernanceError
 
 #: What a browser needs to show its login prompt for basic-auth.
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="mlflow"'}
@@ -26,12 +26,6 @@ STATUS_BY_CODE = {
     "INVALID_PARAMETER_VALUE": 400,
     "BAD_REQUEST": 400,
 }
-
-#: A conflict with the current state (approving a closed request) is the caller's to
-#: resolve: 409, where MLflow's table would answer INVALID_STATE with 500 (which clients
-#: retry).
-CONFLICT_STATUS = 409
-
 
 def error_body(error_code: str, message: str) -> bytes:
     """The JSON body of an error."""
@@ -69,7 +63,6 @@ def exception_response(exc: Exception) -> Response:
     if not isinstance(converted, MlflowException):
         raise TypeError(f"not an MLflow or governance error: {exc!r}")
     response = Response(converted.serialize_as_json(), mimetype="application/json")
+    # A Conflict carries RESOURCE_CONFLICT, which MLflow's own table maps to 409.
     response.status_code = converted.get_http_status_code()
-    if isinstance(governance_cause(converted), Conflict):
-        response.status_code = CONFLICT_STATUS
     return response

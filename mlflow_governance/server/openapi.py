@@ -174,7 +174,7 @@ _ERRORS = {
     "401": "Not authenticated (UNAUTHENTICATED)",
     "403": "Refused by the policy (PERMISSION_DENIED), or an untrusted proxy",
     "404": "No such request (RESOURCE_DOES_NOT_EXIST)",
-    "409": "The request is no longer open, or you already voted (INVALID_STATE)",
+    "409": "The request is no longer open, or you already voted (RESOURCE_CONFLICT)",
 }
 
 

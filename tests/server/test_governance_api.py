@@ -213,7 +213,7 @@ def test_requests_over_rest_create_reject_and_cancel(gov: GovServer) -> None:
         request_id=created["id"],
         json={},
     )
-    assert closed["error_code"] == "INVALID_STATE"
+    assert closed["error_code"] == "RESOURCE_CONFLICT"
 
     reopened = gov.call(
         "carol",

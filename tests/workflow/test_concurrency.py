@@ -3,7 +3,7 @@
 Approvers start together on a ``threading.Barrier``, each with a client of its own, on
 PostgreSQL and MariaDB (SQLite serialises every writer anyway). Whatever the
 interleaving, the version enters Production once, by one audited transition naming the
-request, and the losers are told the request moved on (``INVALID_STATE``).
+request, and the losers are told the request moved on (``RESOURCE_CONFLICT``).
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def test_three_approvers_race_for_two_slots(lab: Registry) -> None:
     rid = int(lab.run("ana", lambda: lab.gov.request("exp-1", 1, "Production"))["id"])
     outcomes = _race(lab, rid, ("lea", "lou", "lin"))
     # Two votes count (one of them applies); the third finds the request closed.
-    assert outcomes["INVALID_STATE"] == 1, outcomes
-    assert sum(outcomes.values()) == 3 and set(outcomes) <= {"pending", "applied", "INVALID_STATE"}
+    assert outcomes["RESOURCE_CONFLICT"] == 1, outcomes
+    assert sum(outcomes.values()) == 3 and set(outcomes) <= {"pending", "applied", "RESOURCE_CONFLICT"}
     _applied_once(lab, rid)
 
 
@@ -88,5 +88,5 @@ def test_two_approvers_race_for_the_last_slot(lab: Registry) -> None:
     rid = int(lab.run("ana", lambda: lab.gov.request("exp-1", 1, "Production"))["id"])
     assert lab.run("lea", lambda: lab.gov.approve(rid))["state"] == "pending"
     outcomes = _race(lab, rid, ("lou", "lin"))
-    assert outcomes == Counter({"applied": 1, "INVALID_STATE": 1}), outcomes
+    assert outcomes == Counter({"applied": 1, "RESOURCE_CONFLICT": 1}), outcomes
     _applied_once(lab, rid)

@@ -57,7 +57,7 @@ def test_one_approval_per_approver(team: Registry) -> None:
     assert "duplicate: an approval by the same person already counts" in again.message
     # A second voice of another kind is not a way around it either.
     flip = team.fails("dave", lambda: team.gov.reject(rid, "changed my mind"))
-    assert flip.error_code == "INVALID_STATE" and "one voice per approver" in flip.message
+    assert flip.error_code == "RESOURCE_CONFLICT" and "one voice per approver" in flip.message
     assert team.cli.refused("dave", "approve", str(rid)).startswith("Refused: dave may not")
     request = team.request(rid)
     assert (request["state"], [a["approver"] for a in request["approvals"]]) == (
@@ -93,7 +93,7 @@ def test_a_stale_request_expires(team: Registry) -> None:
     listed = team.cli.json("carol", "requests", "--state", "expired")
     assert [(r["id"], r["state"]) for r in listed] == [(rid, "expired")]
     late = team.fails("dave", lambda: team.gov.approve(rid))
-    assert late.error_code == "INVALID_STATE" and "expired" in late.message
+    assert late.error_code == "RESOURCE_CONFLICT" and "expired" in late.message
     (row,) = team.audit(action="expire_request")
     assert (row["actor"], row["request_id"]) == ("mlflow-governance", rid)
     # The next stock attempt opens a fresh request rather than reviving the old one.
@@ -127,7 +127,7 @@ def test_a_newer_request_supersedes_the_older(team: Registry) -> None:
     (row,) = team.audit(action="supersede_request")
     assert (row["request_id"], row["details"]["superseded_by"]) == (first, second)
     late = team.fails("dave", lambda: team.gov.approve(first))
-    assert late.error_code == "INVALID_STATE" and "superseded" in late.message
+    assert late.error_code == "RESOURCE_CONFLICT" and "superseded" in late.message
 
 
 def test_applying_a_request_supersedes_any_other_open_one(team: Registry) -> None:
@@ -177,7 +177,7 @@ def test_reject_with_a_comment(team: Registry) -> None:
     (row,) = team.audit(action="reject_request", decision="allow")
     assert (row["actor"], row["details"]["comment"]) == ("dave", why)
     closed = team.fails("erin", lambda: team.gov.approve(rid))
-    assert closed.error_code == "INVALID_STATE"
+    assert closed.error_code == "RESOURCE_CONFLICT"
     assert team.stages("fraud")[1] == "Staging"
 
 
@@ -200,7 +200,7 @@ def test_cancel_by_the_requester_only(team: Registry) -> None:
         "wrong version",
     )
     again = team.fails("carol", lambda: team.gov.cancel(rid))
-    assert again.error_code == "INVALID_STATE"
+    assert again.error_code == "RESOURCE_CONFLICT"
     # A policy admin may cancel anyone's request.
     second = _open(team, "carol", "fraud", 2, "Production")
     assert team.run("admin", lambda: team.gov.cancel(second))["state"] == "cancelled"

@@ -74,7 +74,7 @@ def test_break_glass_rollback_applies_at_once_and_leaves_a_review(served: Regist
         served.fails("dave", lambda: served.gov.reject(rid, "should have waited")),
         served.fails("admin", lambda: served.gov.cancel(rid)),
     ):
-        assert refused.error_code == "INVALID_STATE"
+        assert refused.error_code == "RESOURCE_CONFLICT"
         assert "stays pending until approved" in refused.message
         assert "mlflow-governance rollback fraud" in refused.message
     backdate(served.store, "requests", "created_at", timedelta(days=30), id=rid)
