@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -242,7 +241,7 @@ class Tracking:
         good_run: A run with ``accuracy`` 0.97 and ``latency_ms`` 120.
         bad_run: A run with ``accuracy`` 0.8.
         signed_model: URI of a scikit-learn model logged with a signature.
-        unsigned_model: URI of a pyfunc model logged without a signature.
+        unsigned_model: URI of the same model logged without one.
     """
 
     uri: str
@@ -266,9 +265,7 @@ def tracking_assets(base: Path) -> Tracking:
         fcntl.flock(lock, fcntl.LOCK_EX)
         done = folder / "assets.json"
         if not done.exists():
-            with warnings.catch_warnings():  # the echo model has no type hints, on purpose
-                warnings.filterwarnings("ignore", message=".*type hints", category=UserWarning)
-                done.write_text(json.dumps(_build_tracking(folder)))
+            done.write_text(json.dumps(_build_tracking(folder)))
     return Tracking(**json.loads(done.read_text()))
 
 
@@ -282,11 +279,6 @@ def _build_tracking(folder: Path) -> dict[str, str]:
     import numpy as np
     from mlflow.models import infer_signature
     from sklearn.linear_model import LogisticRegression
-
-    class Echo(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
-        # No type hints: MLflow would infer a signature from them, and this model has none.
-        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-            return model_input
 
     uri = f"sqlite:///{folder / 'tracking.db'}"
     saved = os.environ.get("MLFLOW_TRACKING_URI")
@@ -304,9 +296,7 @@ def _build_tracking(folder: Path) -> dict[str, str]:
             signed = mlflow.sklearn.log_model(
                 fitted, name="model", signature=infer_signature(x, y), pip_requirements=[]
             )
-            unsigned = mlflow.pyfunc.log_model(
-                name="echo", python_model=Echo(), pip_requirements=[]
-            )
+            unsigned = mlflow.sklearn.log_model(fitted, name="unsigned", pip_requirements=[])
         with mlflow.start_run(experiment_id=experiment) as bad:
             mlflow.log_metric("accuracy", 0.8)
     finally:

@@ -2,7 +2,7 @@
 
 strict.yaml's staging gate wants ``accuracy >= 0.9`` and a signature. The versions are
 registered (with their run ids) from runs logged in a SQLite tracking store and from
-real logged models: a scikit-learn model with a signature and a pyfunc model without.
+real logged scikit-learn models, one with a signature and one without.
 """
 
 from __future__ import annotations
