@@ -275,7 +275,9 @@ class GateKeeper:
                 held_back = (
                     f"gates.{gate.name}",
                     f"gate {gate.name}: {status.explain(policy)}",
-                    f"Request #{request.id} is approved but cannot apply yet.",
+                    f"Request #{request.id} is approved but cannot apply yet: once the gate "
+                    f"passes, apply it with mlflow-governance promote {move.model} "
+                    f"{move.version} --to {move.target}",
                     request.id,
                 )
         # Break glass is for when the gate cannot be satisfied in time, so an approved
