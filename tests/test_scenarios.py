@@ -450,6 +450,16 @@ def test_targets_stages(s: Scenario, via: str) -> None:
     held = s.move("carol", FRAUD, 2, "Production", via)  # Production: the gate holds it
     _held_with_request(s, held, via, "carol", "transition:Production", 2, "Production")
     assert s.stages()[2] == "Staging"
+    # Leaving a gated stage needs the right to enter it: carol may archive, not this one.
+    out = s.move("carol", FRAUD, 1, "Archived", via)
+    out.refused(
+        actor="carol",
+        action="transition:Archived",
+        rule="default-deny",
+        allow="Ask for role shipper",
+    )
+    assert "version 1 stands in gated stage Production; moving it out needs" in out.message
+    assert s.stages()[1] == "Production"
 
 
 @VIAS
