@@ -72,36 +72,7 @@ class GovernanceClient:
         Reading requests needs ``read`` on their model and the history needs ``audit:read``,
         as through the governance server: the command line shows no more than the REST API.
         """
-        from mlflow_governance.audit.writer import DECISION_DENY, AuditEntry, append
-        from mlflow_governance.exceptions import PermissionDenied
-        from mlflow_governance.policy import Subject, authorize
-
-        subject = Subject(identity.user, identity.groups)
-        decision = authorize(self.workflow.policy(), subject, permission, model)
-        if not decision.refused:
-            return
-        with self.store.engine.begin() as conn:
-            append(
-                conn,
-                [
-                    AuditEntry(
-                        action=action,
-                        identity=identity,
-                        decision=DECISION_DENY,
-                        model=model,
-                        reason=decision.reason,
-                        rule=decision.rule,
-                    )
-                ],
-            )
-        raise PermissionDenied(
-            actor=identity.user,
-            action=permission,
-            resource=f"model '{model}'",
-            reason=decision.reason,
-            rule=decision.rule,
-            hint=decision.hint,
-        )
+        self.store.require(identity, permission, model, action)
 
     # ------------------------------------------------------------------ requests
 

@@ -293,6 +293,46 @@ class GovernedStore(SqlAlchemyStore):
             )
         )
 
+    def require(self, identity: Identity, permission: str, model: str | None, action: str) -> None:
+        """Refuse, and audit the refusal, unless the policy grants ``permission``.
+
+        For the plugin's own reads (requests, audit rows, history), which MLflow's store
+        methods do not cover.
+
+        Args:
+            identity: The actor.
+            permission: E.g. ``audit:read``.
+            model: The model concerned; None needs a grant on every model.
+            action: The action name the refusal is audited under.
+
+        Raises:
+            PermissionDenied: Refused in ``enforce`` mode.
+        """
+        policy = self._policy()
+        if policy is None:
+            return
+        decision = authorize(policy, Subject(identity.user, identity.groups), permission, model)
+        if not decision.refused:
+            return
+        self.audit_alone(
+            capture.Operation(
+                action,
+                identity,
+                DECISION_DENY,
+                model=model,
+                reason=decision.reason,
+                rule=decision.rule,
+            )
+        )
+        raise PermissionDenied(
+            actor=identity.user,
+            action=permission,
+            resource=f"model '{model}'" if model else "every model",
+            reason=decision.reason,
+            rule=decision.rule,
+            hint=decision.hint,
+        )
+
     def audit_alone(self, op: capture.Operation) -> None:
         """Record an operation in a transaction of its own (refusals, calls without a DB write)."""
         with self.engine.begin() as connection:

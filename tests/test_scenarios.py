@@ -383,15 +383,7 @@ def test_approve(s: Scenario, via: str) -> None:
 
 @VIAS
 @pytest.mark.parametrize("who", ["rita", "alice"])
-def test_audit_read(s: Scenario, via: str, who: str, request: pytest.FixtureRequest) -> None:
-    if via == "cli" and who == "alice":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="mlflow_governance/cli/audit.py (audit list, history) does not check "
-                "audit:read yet; the REST API and GovernanceClient.history do",
-            )
-        )
+def test_audit_read(s: Scenario, via: str, who: str) -> None:
     if via == "client":
         out = s.client(who, lambda: s.gov.history(FRAUD))
     else:

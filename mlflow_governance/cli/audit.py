@@ -76,6 +76,7 @@ def audit_list(
     from mlflow_governance.audit.query import list_rows
 
     store = open_store(registry_uri)
+    _require_audit_read(store, kwargs["model"], "read_audit")
     with store.engine.connect() as connection:
         rows = list_rows(connection, _make_filter(kwargs, limit, newest_first))
     emit(rows, as_json, text=table(rows, _LIST_COLUMNS))
@@ -99,6 +100,7 @@ def audit_export(registry_uri: str, fmt: str, destination: str, **kwargs: Any) -
     from mlflow_governance.audit.query import COLUMNS, list_rows
 
     store = open_store(registry_uri)
+    _require_audit_read(store, kwargs["model"], "export_audit")
     with store.engine.connect() as connection:
         rows = list_rows(connection, _make_filter(kwargs, None, False))
     buffer = io.StringIO()
@@ -113,6 +115,17 @@ def audit_export(registry_uri: str, fmt: str, destination: str, **kwargs: Any) -
     _write(destination, buffer.getvalue())
     if destination != "-":
         click.echo(f"Exported {len(rows)} rows to {destination}.", err=True)
+
+
+def _require_audit_read(store: Any, model: str | None, action: str) -> None:
+    """The command line shows no more than the REST API: audit rows need ``audit:read``."""
+    from mlflow_governance.exceptions import GovernanceError
+    from mlflow_governance.identity import current_identity
+
+    try:
+        store.require(current_identity(), "audit:read", model, action)
+    except GovernanceError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 def _write(destination: str, text: str) -> None:
@@ -217,6 +230,7 @@ def history(registry_uri: str, name: str, at: str | None, as_json: bool) -> None
 
     when = parse_time(at, "--at")
     store = open_store(registry_uri)
+    _require_audit_read(store, name, "read_history")
     with store.engine.connect() as connection:
         events = load_history(connection, name, when)
     if when is None:
