@@ -16,7 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mlflow_governance.audit.writer import DECISION_ALLOW, DECISION_DENY, DECISION_WOULD_DENY
+from mlflow_governance.audit.writer import (
+    DECISION_ALLOW,
+    DECISION_DENY,
+    DECISION_WOULD_DENY,
+    AuditEntry,
+)
 from mlflow_governance.exceptions import Conflict, PermissionDenied
 from mlflow_governance.policy import (
     CheckResult,
@@ -336,7 +341,20 @@ class GateKeeper:
                 raise Conflict(
                     f"Request #{request.id} was applied or closed meanwhile; nothing was changed."
                 )
-            _supersede_others(conn, request, now, op.identity.user)
+            # The rows go with the move's own audit rows, in the same transaction.
+            op.extra.extend(
+                AuditEntry(
+                    "supersede_request",
+                    op.identity,
+                    DECISION_ALLOW,
+                    model=other.model,
+                    version=other.version,
+                    request_id=other.id,
+                    reason=f"superseded by request #{request.id}, applied",
+                    details={"superseded_by": request.id, "target": str(other.target)},
+                )
+                for other in _supersede_others(conn, request, now, op.identity.user)
+            )
 
         op.hooks.append(mark_applied)
 
@@ -436,10 +454,16 @@ class GateKeeper:
         )
 
 
-def _supersede_others(conn: Any, request: rq.RequestView, now: Any, by: str) -> None:
+def _supersede_others(
+    conn: Any, request: rq.RequestView, now: Any, by: str
+) -> list[rq.RequestView]:
+    """Close every other open request for the same target; return those closed."""
+    closed = []
     for other in rq.search(conn, model=request.model, target=request.target, states=OPEN_STATES):
-        if other.id != request.id and other.kind != KIND_REVIEW:
-            rq.transition(
+        if (
+            other.id != request.id
+            and other.kind != KIND_REVIEW
+            and rq.transition(
                 conn,
                 other.id,
                 from_states=OPEN_STATES,
@@ -448,6 +472,9 @@ def _supersede_others(conn: Any, request: rq.RequestView, now: Any, by: str) -> 
                 by=by,
                 reason=f"superseded by request #{request.id}",
             )
+        ):
+            closed.append(other)
+    return closed
 
 
 def _fact(vote: rq.ApprovalView) -> Any:
