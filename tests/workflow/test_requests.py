@@ -156,6 +156,13 @@ def test_applying_a_request_supersedes_any_other_open_one(team: Registry) -> Non
         f"superseded by request #{rid}",
     )
     assert team.stages("fraud") == {1: "Staging", 2: "Production"}
+    # Audited in the move's own transaction, right after its transition rows.
+    rows = team.audit(model="fraud")
+    moved = max(i for i, r in enumerate(rows) if r["action"] == "transition_model_version_stage")
+    superseded = rows[moved + 1]
+    assert (superseded["action"], superseded["request_id"]) == ("supersede_request", racer)
+    assert superseded["details"]["superseded_by"] == rid
+    assert superseded["time"] == rows[moved]["time"]
 
 
 def test_reject_with_a_comment(team: Registry) -> None:
