@@ -38,7 +38,7 @@ import json
 import re
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ from mlflow.exceptions import MlflowException
 from mlflow_governance.audit.query import AuditFilter, list_rows
 from mlflow_governance.client import GovernanceClient
 from mlflow_governance.entry import build_store
+from mlflow_governance.workflow.service import Workflow
 from tests.workflow import (
     Cli,
     Tracking,
@@ -153,7 +154,6 @@ class Scenario:
     gov: GovernanceClient
     cli: Cli
     store: Any
-    notes: dict[str, Any] = field(default_factory=dict)
 
     def as_user(self, user: str) -> None:
         self.monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
@@ -233,15 +233,11 @@ class Scenario:
         return alias_of(self.store, model, alias)
 
     def req(self, request_id: int) -> dict[str, Any]:
-        return self.store_workflow().get(request_id).to_dict()
-
-    def store_workflow(self) -> Any:
-        from mlflow_governance.workflow.service import Workflow
-
-        return Workflow(self.store)
+        """A request as stored (no read checks)."""
+        return Workflow(self.store).get(request_id).to_dict()
 
     def open_requests(self, model: str = FRAUD) -> list[dict[str, Any]]:
-        views = self.store_workflow().list(model=model)
+        views = Workflow(self.store).list(model=model)
         return [v.to_dict() for v in views if v.state in ("pending", "approved")]
 
     def audit(self, **kwargs: Any) -> list[dict[str, Any]]:

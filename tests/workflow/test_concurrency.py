@@ -80,7 +80,8 @@ def test_three_approvers_race_for_two_slots(lab: Registry) -> None:
     outcomes = _race(lab, rid, ("lea", "lou", "lin"))
     # Two votes count (one of them applies); the third finds the request closed.
     assert outcomes["RESOURCE_CONFLICT"] == 1, outcomes
-    assert sum(outcomes.values()) == 3 and set(outcomes) <= {"pending", "applied", "RESOURCE_CONFLICT"}
+    assert sum(outcomes.values()) == 3
+    assert set(outcomes) <= {"pending", "applied", "RESOURCE_CONFLICT"}
     _applied_once(lab, rid)
 
 

@@ -28,7 +28,10 @@ def lab_v2(tmp_path: Path) -> Path:
     return path
 
 
-def test_apply_is_versioned_audited_and_needs_policy_admin(reg: Registry, lab_v2: Path) -> None:
+def test_apply_is_versioned_audited_and_needs_policy_admin(
+    reg: Registry, lab_v2: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_GOVERNANCE_POLICY_REFRESH", "0")  # look at every call
     assert reg.cli.json("ana", "policy", "show")["origin"] == "default"
     other = build_store(reg.uri)  # a second process's store on the same database
     other.policies.current()  # it has looked once already: the default
