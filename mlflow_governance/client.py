@@ -197,12 +197,12 @@ class GovernanceClient:
             from mlflow_governance.workflow.gate import Move
 
             policy = self.workflow.policy()
-            gate = self.workflow._gate(policy, name, target)
+            gates = self.workflow._gates(policy, name, target)
             subject = Subject(identity.user, identity.groups)
             if (
-                gate is None
-                or gate.required_approvals() == 0
-                or may_break_glass(policy, gate, name, subject).granted
+                not gates
+                or all(gate.required_approvals() == 0 for gate in gates)
+                or all(may_break_glass(policy, gate, name, subject).granted for gate in gates)
             ):
                 # Nothing to wait for (no gate, no approvals needed, or a break-glass role):
                 # the gate decides on the move itself, as for the stock client's call. An

@@ -12,7 +12,7 @@ way around a stage gate, and moving out of a gated stage needs the same right as
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -99,21 +99,55 @@ class GateStatus:
         """The checks that do not pass."""
         return tuple(c for c in self.checks if not c.passed)
 
-    def explain(self, policy: Policy) -> str:
-        """A sentence listing what is missing, e.g. for a refusal."""
+    def explain(self, policy: Policy, approvers_elsewhere: frozenset[str] = frozenset()) -> str:
+        """A sentence listing what is missing, e.g. for a refusal.
+
+        Args:
+            policy: The policy in force.
+            approvers_elsewhere: Voters who count for another gate of the same move; that
+                they are no approvers of this one goes without saying.
+        """
         parts = []
         if self.approvals is not None and not self.approvals.satisfied:
             parts.append(describe_approvals(policy, self.gate, self.approvals))
             # Say why approvals given do not count (expired, the requester's own, ...):
             # otherwise "1 so far" after two approvals reads like a lost vote.
             parts.extend(
-                f"{who}'s approval does not count ({why})" for who, why in self.approvals.discarded
+                f"{who}'s approval does not count ({why})"
+                for who, why in self.approvals.discarded
+                if not (who in approvers_elsewhere and why.startswith("not an approver"))
             )
         parts.extend(
             f"check {c.name} fails (expected {c.expected}, got {c.actual})"
             for c in self.failed_checks
         )
         return "; ".join(parts) if parts else "nothing missing"
+
+    @property
+    def passed(self) -> bool:
+        """The checks pass and, where approvals are counted, they satisfy the gate."""
+        return not self.failed_checks and (self.approvals is None or self.approvals.satisfied)
+
+
+def explain_all(policy: Policy, statuses: Sequence[GateStatus]) -> str:
+    """What the gates in front of a move still need (one gate: its explanation alone)."""
+    if len(statuses) == 1:
+        return statuses[0].explain(policy)
+    counted = frozenset(
+        who for st in statuses if st.approvals is not None for who in st.approvals.approvers
+    )
+    parts = [
+        f"gate {st.gate.name}: {st.explain(policy, counted)}" for st in statuses if not st.passed
+    ]
+    return "; ".join(parts) if parts else "nothing missing"
+
+
+def _held_by(policy: Policy, statuses: Sequence[GateStatus]) -> tuple[str, str]:
+    """The rule and the reason of a refusal by gates: the first gate not passed is named."""
+    first = next((st for st in statuses if not st.passed), statuses[0])
+    if len(statuses) == 1:
+        return f"gates.{first.gate.name}", f"gate {first.gate.name}: {first.explain(policy)}"
+    return f"gates.{first.gate.name}", explain_all(policy, statuses)
 
 
 Hook = Callable[[Any], None]
@@ -170,6 +204,23 @@ class GateKeeper:
                 rollback=rollback,
             )
         return GateStatus(gate, checks, report)
+
+    def statuses(
+        self,
+        policy: Policy,
+        gates: Sequence[Gate],
+        model: str,
+        version: int,
+        target: rq.Target,
+        request: rq.RequestView | None,
+        *,
+        rollback: bool = False,
+    ) -> tuple[GateStatus, ...]:
+        """:meth:`status` for each gate in front of a move: every one must pass."""
+        return tuple(
+            self.status(policy, gate, model, version, target, request, rollback=rollback)
+            for gate in gates
+        )
 
     # ------------------------------------------------------------------ the guard
 
@@ -250,9 +301,10 @@ class GateKeeper:
                 return None
             return granted.rule, granted.reason, granted.hint, None
         assert move.version is not None  # only removals have no version
+        # Several gates may guard one target: each must be satisfied (and may break glass).
         gate = gates[0]
-        op.details["gate"] = gate.name
-        if gate.archive_existing and move.target.kind == rq.STAGE:
+        op.details["gate"] = gate.name if len(gates) == 1 else [g.name for g in gates]
+        if move.target.kind == rq.STAGE and any(g.archive_existing for g in gates):
             move.archive_existing = True
         request = self._approved_request(move)
         held_back: tuple[str, str, str | None, int | None] | None = None
@@ -262,11 +314,16 @@ class GateKeeper:
                 or granted.granted
                 or identity.user == request.requester
             )
-            status = self.status(
-                policy, gate, move.model, move.version, move.target, request, rollback=move.rollback
+            statuses = self.statuses(
+                policy,
+                gates,
+                move.model,
+                move.version,
+                move.target,
+                request,
+                rollback=move.rollback,
             )
-            assert status.approvals is not None
-            if may_apply and status.approvals.satisfied and not status.failed_checks:
+            if may_apply and all(st.passed for st in statuses):
                 self._apply_through(op, request, gate)
                 return None
             if not may_apply:
@@ -277,9 +334,10 @@ class GateKeeper:
                     request.id,
                 )
             else:
+                rule, reason = _held_by(policy, statuses)
                 held_back = (
-                    f"gates.{gate.name}",
-                    f"gate {gate.name}: {status.explain(policy)}",
+                    rule,
+                    reason,
                     f"Request #{request.id} is approved but cannot apply yet: once the gate "
                     f"passes, apply it with mlflow-governance promote {move.model} "
                     f"{move.version} --to {move.target}",
@@ -287,25 +345,25 @@ class GateKeeper:
                 )
         # Break glass is for when the gate cannot be satisfied in time, so an approved
         # request that cannot apply (e.g. failing checks) does not stand in its way.
-        glass = may_break_glass(policy, gate, move.model, subject)
-        if glass.granted and move.via_request is None:
+        glass = all(may_break_glass(policy, g, move.model, subject).granted for g in gates)
+        if glass and move.via_request is None:
             self._break_glass(op, move, gate, identity)
             return None
         if held_back is not None:
             return held_back
         may_request = granted.granted or authorize(policy, subject, "request", move.model).granted
-        if may_request and gate.required_approvals(rollback=move.rollback) == 0:
-            # A gate of checks only: whoever may move or ask for the move passes it when
+        if may_request and all(g.required_approvals(rollback=move.rollback) == 0 for g in gates):
+            # Gates of checks only: whoever may move or ask for the move passes them when
             # the checks pass (as a rollback with rollback_approvals: 0 does).
-            status = self.status(
-                policy, gate, move.model, move.version, move.target, None, rollback=move.rollback
+            statuses = self.statuses(
+                policy, gates, move.model, move.version, move.target, None, rollback=move.rollback
             )
-            if not status.failed_checks:
+            if all(st.passed for st in statuses):
                 op.rule = f"gates.{gate.name}"
-                op.reason = f"gate {gate.name}: checks pass and no approvals are required"
+                op.reason = f"{_names(gates)}: checks pass and no approvals are required"
                 return None
         return self._refuse_and_request(
-            identity, policy, subject, move, gate, granted, may_request=may_request
+            identity, policy, subject, move, gates, granted, may_request=may_request
         )
 
     def _approved_request(self, move: Move) -> rq.RequestView | None:
@@ -392,7 +450,7 @@ class GateKeeper:
         policy: Policy,
         subject: Subject,
         move: Move,
-        gate: Gate,
+        gates: Sequence[Gate],
         granted: Decision,
         *,
         may_request: bool,
@@ -411,37 +469,40 @@ class GateKeeper:
                 archive_existing=move.archive_existing,
                 rollback=move.rollback,
             )
-        status = self.status(
-            policy, gate, move.model, move.version, move.target, request, rollback=move.rollback
+        statuses = self.statuses(
+            policy, gates, move.model, move.version, move.target, request, rollback=move.rollback
         )
-        if status.approvals is None:
+        if request is None:  # count the no approvals there are, to say what is needed
             from mlflow_governance.workflow.service import utc_now
 
-            mv = self.store.raw_version(move.model, move.version)
-            status = GateStatus(
-                gate,
-                status.checks,
-                count_approvals(
-                    policy,
-                    gate,
-                    move.model,
-                    [],
-                    requester=identity.user,
-                    creator=mv.user_id,
-                    now=utc_now(),
-                    rollback=move.rollback,
-                ),
+            creator = self.store.raw_version(move.model, move.version).user_id
+            statuses = tuple(
+                GateStatus(
+                    st.gate,
+                    st.checks,
+                    count_approvals(
+                        policy,
+                        st.gate,
+                        move.model,
+                        [],
+                        requester=identity.user,
+                        creator=creator,
+                        now=utc_now(),
+                        rollback=move.rollback,
+                    ),
+                )
+                for st in statuses
             )
-        reason = f"gate {gate.name}: {status.explain(policy)}"
+        rule, reason = _held_by(policy, statuses)
         if request is not None:
             return (
-                f"gates.{gate.name}",
+                rule,
                 reason,
                 f"Request #{request.id} is open: mlflow-governance approve {request.id}",
                 request.id,
             )
         if may_request:  # audit-only mode: the request enforcement would open is not opened
-            return (f"gates.{gate.name}", reason, granted.hint, None)
+            return (rule, reason, granted.hint, None)
         # Neither the move nor a request is granted: the missing permission is the rule
         # that refuses; the gate is what the move would need next.
         asking = authorize(policy, subject, "request", move.model)
@@ -452,6 +513,12 @@ class GateKeeper:
             f"{granted.hint} To ask for the move instead: {ask[:1].lower()}{ask[1:]}",
             None,
         )
+
+
+def _names(gates: Sequence[Gate]) -> str:
+    if len(gates) == 1:
+        return f"gate {gates[0].name}"
+    return "gates " + ", ".join(g.name for g in gates)
 
 
 def _supersede_others(
@@ -492,4 +559,4 @@ def _resource(move: Move) -> str:
     return f"model '{move.model}' version {move.version}"
 
 
-__all__ = ["DECISION_ALLOW", "GateKeeper", "GateStatus", "Move"]
+__all__ = ["DECISION_ALLOW", "GateKeeper", "GateStatus", "Move", "explain_all"]

@@ -27,7 +27,7 @@ from mlflow_governance.policy import (
     may_break_glass,
 )
 from mlflow_governance.workflow import requests as rq
-from mlflow_governance.workflow.gate import GateKeeper, GateStatus, Move, _fact
+from mlflow_governance.workflow.gate import GateKeeper, GateStatus, Move, _fact, explain_all
 from mlflow_governance.workflow.tables import (
     APPROVED,
     CANCELLED,
@@ -99,20 +99,20 @@ class Workflow:
         if view.state not in OPEN_STATES or view.gate is None:
             return view
         policy = self.policy()
-        gate = policy.gates.get(view.gate)
-        if gate is None:
+        gates = self._request_gates(policy, view)
+        if not gates:
             return view
         try:
-            status = self.gatekeeper.status(
-                policy, gate, view.model, view.version, view.target, view
+            statuses = self.gatekeeper.statuses(
+                policy, gates, view.model, view.version, view.target, view
             )
         except Exception:  # the version may be gone; the request still shows
             return view
         from dataclasses import replace
 
         if view.kind == KIND_REVIEW:  # the move happened already; only approvals are owed
-            status = GateStatus(status.gate, (), status.approvals)
-        return replace(view, needs=status.explain(policy))
+            statuses = tuple(GateStatus(st.gate, (), st.approvals) for st in statuses)
+        return replace(view, needs=explain_all(policy, statuses))
 
     # ------------------------------------------------------------------ opening
 
@@ -138,8 +138,8 @@ class Workflow:
         self.store.raw_version(model, version)  # 404 for a missing version
         subject = Subject(identity.user, identity.groups)
         permission = Move(model, version, target).permission
-        gate = self._gate(policy, model, target)
-        if gate is None:
+        gates = self._gates(policy, model, target)
+        if not gates:
             raise InvalidRequest(
                 f"No gate guards moving model '{model}' to {target}: whoever holds "
                 f"'{permission}' can make the move directly (no request needed)."
@@ -170,11 +170,11 @@ class Workflow:
                 model=model,
                 version=version,
                 target=target,
-                gate=gate.name,
+                gate=gates[0].name,
                 state=PENDING,
                 requester=identity.user,
                 comment=comment,
-                archive_existing=archive_existing or gate.archive_existing,
+                archive_existing=archive_existing or any(g.archive_existing for g in gates),
                 now=now,
             )
             entries = [
@@ -185,7 +185,7 @@ class Workflow:
                     version,
                     target,
                     request_id,
-                    {"gate": gate.name, "kind": kind, "comment": comment},
+                    {"gate": gates[0].name, "kind": kind, "comment": comment},
                 )
             ]
             for other in rq.search(conn, model=model, target=target, states=OPEN_STATES):
@@ -227,8 +227,9 @@ class Workflow:
         """
         policy = self.policy()
         self.expire_stale()
-        satisfied, view, gate = self._vote(identity, request_id, "approve", comment, policy)
-        if satisfied and view.kind != KIND_REVIEW and gate.apply == "automatic":
+        satisfied, view, gates = self._vote(identity, request_id, "approve", comment, policy)
+        automatic = all(gate.apply == "automatic" for gate in gates)
+        if satisfied and view.kind != KIND_REVIEW and automatic:
             from mlflow.exceptions import MlflowException
 
             # The approval is committed whatever happens next; a move the gate still holds
@@ -260,7 +261,7 @@ class Workflow:
         decision: str,
         comment: str | None,
         policy: Policy,
-    ) -> tuple[bool, rq.RequestView, Gate]:
+    ) -> tuple[bool, rq.RequestView, tuple[Gate, ...]]:
         subject = Subject(identity.user, identity.groups)
         action = f"{decision}_request"
         refusal: tuple[str, str, str | None] | None = None
@@ -275,13 +276,22 @@ class Workflow:
                 )
             if decision == "reject" and view.kind == KIND_REVIEW:
                 raise Conflict(_REVIEW_STAYS.format(id=request_id, model=view.model))
-            gate = policy.gates.get(view.gate or "")
-            if gate is None:
+            gates = self._request_gates(policy, view)
+            if not gates:
                 raise Conflict(
                     f"Request #{request_id} names gate '{view.gate}', which the "
                     "policy in force no longer has; cancel it and request again."
                 )
-            allowed = may_approve(policy, gate, view.model, subject)
+            # With several gates on the target, an approver of any of them may vote; the
+            # request is approved when every gate counts enough approvals.
+            decisions = [may_approve(policy, gate, view.model, subject) for gate in gates]
+            rollback = view.kind == KIND_ROLLBACK
+            wanting = [  # refused: name a gate that wants approvals, not a checks-only one
+                d
+                for g, d in zip(gates, decisions, strict=True)
+                if g.required_approvals(rollback=rollback)
+            ]
+            allowed = next((d for d in decisions if d.granted), (wanting or decisions)[0])
             satisfied = False
             if not allowed.granted:
                 refusal = (allowed.rule, allowed.reason, allowed.hint)
@@ -291,24 +301,33 @@ class Workflow:
                 from mlflow_governance.policy import ApprovalFact
 
                 votes.append(ApprovalFact(identity.user, identity.groups, now))
-                report = count_approvals(
-                    policy,
-                    gate,
-                    view.model,
-                    votes,
-                    requester=view.requester,
-                    creator=mv.user_id,
-                    now=now,
-                    rollback=view.kind == KIND_ROLLBACK,
-                )
-                mine = [why for who, why in report.discarded if who == identity.user]
-                if mine:
+                reports = [
+                    count_approvals(
+                        policy,
+                        gate,
+                        view.model,
+                        votes,
+                        requester=view.requester,
+                        creator=mv.user_id,
+                        now=now,
+                        rollback=rollback,
+                    )
+                    for gate in gates
+                ]
+                # Why this vote does not count, per gate the voter may approve.
+                mine = [
+                    (gate, [why for who, why in report.discarded if who == identity.user])
+                    for gate, report, may in zip(gates, reports, decisions, strict=True)
+                    if may.granted
+                ]
+                if all(reasons for _, reasons in mine):
+                    gate, reasons = mine[0]
                     refusal = (
                         f"gates.{gate.name}.approvals",
-                        mine[0],
+                        reasons[0],
                         "Another approver has to approve this request.",
                     )
-                satisfied = report.satisfied
+                satisfied = all(report.satisfied for report in reports)
             if refusal is None or not policy.enforcing:
                 rq.add_vote(
                     conn,
@@ -357,7 +376,7 @@ class Workflow:
             self._refuse(
                 identity, action, view.model, view.version, *refusal, policy, request_id=request_id
             )
-        return satisfied, view, gate
+        return satisfied, view, gates
 
     def cancel(
         self, identity: Identity, request_id: int, comment: str | None = None
@@ -494,13 +513,13 @@ class Workflow:
             )
         policy = self.policy()
         subject = Subject(identity.user, identity.groups)
-        gate = self._gate(policy, model, target)
+        gates = self._gates(policy, model, target)
         move = Move(model, previous, target, rollback=True, notes={"comment": comment})
-        if gate is None or may_break_glass(policy, gate, model, subject).granted:
+        if not gates or all(may_break_glass(policy, g, model, subject).granted for g in gates):
             self.store.governed_move(identity, move)
             return "applied", None, previous
         view = self.open_request(identity, model, previous, target, comment=comment, rollback=True)
-        if view.state == PENDING and gate.required_approvals(rollback=True) == 0:
+        if view.state == PENDING and all(g.required_approvals(rollback=True) == 0 for g in gates):
             with self.engine.begin() as conn:
                 rq.transition(
                     conn,
@@ -568,12 +587,20 @@ class Workflow:
     # ------------------------------------------------------------------ helpers
 
     @staticmethod
-    def _gate(policy: Policy, model: str, target: rq.Target) -> Gate | None:
+    def _gates(policy: Policy, model: str, target: rq.Target) -> tuple[Gate, ...]:
+        """Every gate in front of moving a version of ``model`` to ``target``."""
         if target.kind == rq.STAGE:
-            gates = gates_for(policy, model, stage=target.name)
-        else:
-            gates = gates_for(policy, model, alias=target.name)
-        return gates[0] if gates else None
+            return gates_for(policy, model, stage=target.name)
+        return gates_for(policy, model, alias=target.name)
+
+    def _request_gates(self, policy: Policy, view: rq.RequestView) -> tuple[Gate, ...]:
+        """The gates a request must satisfy now: those of its target under the policy in
+        force, else the gate it was filed under (when the policy still has it)."""
+        gates = self._gates(policy, view.model, view.target)
+        if gates:
+            return gates
+        filed = policy.gates.get(view.gate or "")
+        return (filed,) if filed is not None else ()
 
     def _holder(self, model: str, target: rq.Target) -> int | None:
         if target.kind == rq.ALIAS:
