@@ -27,6 +27,7 @@ STATUS_BY_CODE = {
     "BAD_REQUEST": 400,
 }
 
+
 def error_body(error_code: str, message: str) -> bytes:
     """The JSON body of an error."""
     return json.dumps({"error_code": error_code, "message": message}).encode("utf-8")
