@@ -26,6 +26,7 @@ from mlflow_governance.policy import (
     may_approve,
     may_break_glass,
 )
+from mlflow_governance.policy._values import format_duration
 from mlflow_governance.workflow import requests as rq
 from mlflow_governance.workflow.gate import GateKeeper, GateStatus, Move, _fact, explain_all
 from mlflow_governance.workflow.tables import (
@@ -537,7 +538,12 @@ class Workflow:
     # ------------------------------------------------------------------ housekeeping
 
     def expire_stale(self) -> int:
-        """Expire pending requests older than their gate's ``expire_after``."""
+        """Expire requests their gate's ``expire_after`` has caught up with.
+
+        A pending request older than ``expire_after`` expires; so does an approved one
+        (waiting for a manual promote) whose approvals have grown too old to satisfy its
+        gates any more: it could never be applied, and its approvers could not vote again.
+        """
         policy = self.policy()
         horizons = {
             name: gate.approvals.expire_after
@@ -549,23 +555,26 @@ class Workflow:
         now = utc_now()
         expired = 0
         with self.engine.begin() as conn:
-            for view in rq.search(conn, state=PENDING):
+            for view in rq.search(conn, states=OPEN_STATES):
                 if view.kind == KIND_REVIEW:  # owed for a move already made: never stale
                     continue
                 horizon: timedelta | None = horizons.get(view.gate or "")
-                created = datetime.fromisoformat(view.created_at.rstrip("Z"))
-                if (
-                    horizon is not None
-                    and now - created > horizon
-                    and rq.transition(
-                        conn,
-                        view.id,
-                        from_states=[PENDING],
-                        to_state=EXPIRED,
-                        now=now,
-                        by=SYSTEM.user,
-                        reason=f"older than {horizon}",
-                    )
+                if horizon is None:
+                    continue
+                if view.state == PENDING:
+                    created = datetime.fromisoformat(view.created_at.rstrip("Z"))
+                    stale, why = now - created > horizon, f"older than {format_duration(horizon)}"
+                else:
+                    stale = self._approvals_lapsed(policy, view, now, horizon)
+                    why = f"its approvals are older than {format_duration(horizon)}"
+                if stale and rq.transition(
+                    conn,
+                    view.id,
+                    from_states=[view.state],
+                    to_state=EXPIRED,
+                    now=now,
+                    by=SYSTEM.user,
+                    reason=why,
                 ):
                     append(
                         conn,
@@ -578,11 +587,37 @@ class Workflow:
                                 view.target,
                                 view.id,
                                 {},
+                                reason=f"request #{view.id} expired: {why}",
                             )
                         ],
                     )
                     expired += 1
         return expired
+
+    def _approvals_lapsed(
+        self, policy: Policy, view: rq.RequestView, now: datetime, horizon: timedelta
+    ) -> bool:
+        """Whether an approved request's approvals no longer satisfy its gates."""
+        votes = [_fact(v) for v in view.approvals if v.decision == "approve"]
+        if not any(now - vote.time > horizon for vote in votes):
+            return False  # every approval is fresh: nothing to recount
+        try:
+            creator = self.store.raw_version(view.model, view.version).user_id
+        except Exception:  # the version is gone: the request cannot apply anyway
+            return True
+        return not all(
+            count_approvals(
+                policy,
+                gate,
+                view.model,
+                votes,
+                requester=view.requester,
+                creator=creator,
+                now=now,
+                rollback=view.kind == KIND_ROLLBACK,
+            ).satisfied
+            for gate in self._request_gates(policy, view)
+        )
 
     # ------------------------------------------------------------------ helpers
 
