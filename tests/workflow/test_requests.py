@@ -114,6 +114,22 @@ def test_old_approvals_stop_counting(team: Registry) -> None:
     assert team.stages("fraud")[1] == "Staging"
 
 
+def test_an_approved_request_expires_with_its_approvals(lab: Registry) -> None:
+    # stable: apply manual, approvals expire after 1d. Approved, then never promoted.
+    rid = _open(lab, "ana", "exp-1", 1, "@stable")
+    for lead in ("lea", "lou"):
+        lab.run(lead, lambda: lab.gov.approve(rid))
+    assert lab.request(rid)["state"] == "approved"
+    backdate(lab.store, "approvals", "time", timedelta(hours=25), request_id=rid)
+    (row,) = lab.cli.json("ana", "requests", "--state", "expired")
+    assert (row["id"], row["closed_reason"]) == (rid, "its approvals are older than 1d")
+    (audited,) = lab.audit(action="expire_request")
+    assert audited["request_id"] == rid and "expired" in audited["reason"]
+    # Promoting now opens a fresh request instead of applying stale approvals.
+    later = lab.cli("ana", "promote", "exp-1", "1", "--to", "@stable")
+    assert later.exit_code == 3 and lab.alias("exp-1", "stable") is None
+
+
 def test_a_newer_request_supersedes_the_older(team: Registry) -> None:
     first = _open(team, "carol", "fraud", 1, "Production")
     champion = _open(team, "carol", "fraud", 1, "@champion")  # another target: untouched
