@@ -1,0 +1,260 @@
+"""What the governed store is built on: policy access, raw reads and read authorisation.
+
+:class:`GovernedStoreBase` holds everything the single write path in
+:mod:`mlflow_governance.store` leans on but that is not itself a write: which policy is in
+force, the plugin's own unfiltered reads, auditing a call on its own, and the read side
+of access control (single objects refused, searches filtered in SQL so pages stay full).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import sqlalchemy
+from mlflow.store.model_registry import (
+    SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT,
+    SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT,
+)
+from mlflow.store.model_registry.dbmodels.models import SqlModelVersion, SqlRegisteredModel
+from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+from mlflow_governance import config
+from mlflow_governance.audit import capture
+from mlflow_governance.audit.writer import DECISION_DENY, append
+from mlflow_governance.errors import to_mlflow
+from mlflow_governance.exceptions import PermissionDenied
+from mlflow_governance.identity import Identity, current_identity
+from mlflow_governance.policy import Policy, Subject, authorize, protected_by
+from mlflow_governance.policy_source import PolicySource
+from mlflow_governance.reads import name_clause, readable_globs
+
+# The model-name globs the current reader may see, while a governed search runs.
+_READ_SCOPE: ContextVar[tuple[str, ...] | None] = ContextVar(
+    "mlflow_governance_read_scope", default=None
+)
+
+
+class GovernanceWarning(UserWarning):
+    """Warns about a configuration that records but does not enforce."""
+
+
+class GovernedStoreBase(SqlAlchemyStore):
+    """MLflow's SQL registry store plus the policy in force and governed reads.
+
+    Subclasses set :attr:`policies` in their constructor.
+    """
+
+    policies: PolicySource
+
+    # ------------------------------------------------------------------ raw access
+    # The plugin's own reads bypass read authorisation: a gate must see the version even
+    # when the person moving it may not read it, and nothing here reaches a user unfiltered.
+
+    def raw_version(self, name: str, version: int) -> Any:
+        """The model version as MLflow stores it, without read checks."""
+        return SqlAlchemyStore.get_model_version(self, name, version)
+
+    def raw_download_uri(self, name: str, version: int) -> str:
+        """Where the version's files are, without read checks."""
+        return str(SqlAlchemyStore.get_model_version_download_uri(self, name, version))
+
+    def raw_version_by_alias(self, name: str, alias: str) -> Any:
+        """The version an alias points at, without read checks."""
+        return SqlAlchemyStore.get_model_version_by_alias(self, name, alias)
+
+    def raw_latest_versions(self, name: str, stages: list[str]) -> list[Any]:
+        """The newest version per stage, without read checks."""
+        return list(SqlAlchemyStore.get_latest_versions(self, name, stages))
+
+    def _newest_policy(self) -> tuple[int, str] | None:
+        from mlflow_governance.workflow.tables import policies
+
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sqlalchemy.select(policies.c.id, policies.c.content)
+                .order_by(policies.c.id.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else (int(row.id), str(row.content))
+
+    # ------------------------------------------------------------------ decisions
+
+    def _policy(self) -> Policy | None:
+        loaded = self.policies.current()
+        if loaded is None:
+            warnings.warn(
+                "mlflow-governance: no policy configured; running the built-in audit-only "
+                "default (nothing is refused, everything is recorded). Set "
+                f"{config.ENV_POLICY} or run 'mlflow-governance policy apply FILE'.",
+                GovernanceWarning,
+                stacklevel=1,
+            )
+            return None
+        return loaded.policy
+
+    def _protected(self, policy: Policy, model: str, version: int | None) -> str | None:
+        if not policy.protect_delete:
+            return None
+        if version is None:
+            versions = list(
+                SqlAlchemyStore.search_model_versions(
+                    self, f"name = '{_quote(model)}'", max_results=10000
+                )
+            )
+        else:
+            versions = [self.raw_version(model, version)]
+        for mv in versions:
+            entry = protected_by(policy, stage=mv.current_stage, aliases=mv.aliases or ())
+            if entry is not None:
+                return (
+                    f"version {mv.version} holds protected {entry} "
+                    f"(protect_delete: {', '.join(policy.protect_delete)})"
+                )
+        return None
+
+    def require(self, identity: Identity, permission: str, model: str | None, action: str) -> None:
+        """Refuse, and audit the refusal, unless the policy grants ``permission``.
+
+        For the plugin's own reads (requests, audit rows, history), which MLflow's store
+        methods do not cover.
+
+        Args:
+            identity: The actor.
+            permission: E.g. ``audit:read``.
+            model: The model concerned; None needs a grant on every model.
+            action: The action name the refusal is audited under.
+
+        Raises:
+            PermissionDenied: Refused in ``enforce`` mode.
+        """
+        policy = self._policy()
+        if policy is None:
+            return
+        decision = authorize(policy, Subject(identity.user, identity.groups), permission, model)
+        if not decision.refused:
+            return
+        self.audit_alone(
+            capture.Operation(
+                action,
+                identity,
+                DECISION_DENY,
+                model=model,
+                reason=decision.reason,
+                rule=decision.rule,
+            )
+        )
+        raise PermissionDenied(
+            actor=identity.user,
+            action=permission,
+            resource=f"model '{model}'" if model else "every model",
+            reason=decision.reason,
+            rule=decision.rule,
+            hint=decision.hint,
+        )
+
+    def audit_alone(self, op: capture.Operation) -> None:
+        """Record an operation in a transaction of its own (refusals, calls without a DB write)."""
+        with self.engine.begin() as connection:
+            append(connection, capture.entries_for(op, []))
+
+    # ------------------------------------------------------------------ reads
+
+    def _check_read(self, model: str) -> None:
+        policy = self._policy()
+        if policy is None or not policy.enforcing:
+            return
+        identity = current_identity()
+        decision = authorize(policy, Subject(identity.user, identity.groups), "read", model)
+        if decision.refused:
+            op = capture.Operation(
+                "read",
+                identity,
+                DECISION_DENY,
+                model=model,
+                reason=decision.reason,
+                rule=decision.rule,
+            )
+            self.audit_alone(op)
+            raise to_mlflow(
+                PermissionDenied(
+                    actor=identity.user,
+                    action="read",
+                    resource=f"model '{model}'",
+                    reason=decision.reason,
+                    rule=decision.rule,
+                    hint=decision.hint,
+                )
+            )
+
+    @contextmanager
+    def _read_scope(self) -> Iterator[None]:
+        policy = self._policy()
+        globs = None
+        if policy is not None and policy.enforcing:
+            identity = current_identity()
+            globs = readable_globs(policy, Subject(identity.user, identity.groups))
+        if globs is None:
+            yield
+            return
+        token = _READ_SCOPE.set(globs)
+        try:
+            yield
+        finally:
+            _READ_SCOPE.reset(token)
+
+    def _get_workspace_clauses(self, model: Any) -> list[Any]:
+        clauses: list[Any] = super()._get_workspace_clauses(model)
+        globs = _READ_SCOPE.get()
+        if globs is not None and model in (SqlRegisteredModel, SqlModelVersion):
+            clauses.append(name_clause(model.name, globs, self.engine.dialect.name))
+        return clauses
+
+    def get_registered_model(self, name: Any) -> Any:
+        self._check_read(name)
+        return super().get_registered_model(name)
+
+    def get_latest_versions(self, name: Any, stages: Any = None) -> Any:
+        self._check_read(name)
+        return super().get_latest_versions(name, stages)
+
+    def get_model_version(self, name: Any, version: Any) -> Any:
+        self._check_read(name)
+        return super().get_model_version(name, version)
+
+    def get_model_version_download_uri(self, name: Any, version: Any) -> Any:
+        self._check_read(name)
+        return super().get_model_version_download_uri(name, version)
+
+    def get_model_version_by_alias(self, name: Any, alias: Any) -> Any:
+        self._check_read(name)
+        return super().get_model_version_by_alias(name, alias)
+
+    def search_registered_models(
+        self,
+        filter_string: Any = None,
+        max_results: Any = SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT,
+        order_by: Any = None,
+        page_token: Any = None,
+    ) -> Any:
+        with self._read_scope():
+            return super().search_registered_models(
+                filter_string, max_results, order_by, page_token
+            )
+
+    def search_model_versions(
+        self,
+        filter_string: Any = None,
+        max_results: Any = SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT,
+        order_by: Any = None,
+        page_token: Any = None,
+    ) -> Any:
+        with self._read_scope():
+            return super().search_model_versions(filter_string, max_results, order_by, page_token)
+
+
+def _quote(name: str) -> str:
+    return name.replace("'", "\\'")
