@@ -61,6 +61,25 @@ def format_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def parse_time(text: str) -> datetime:
+    """Parse ISO-8601 as users type it: ``Z`` or an offset allowed, naive means UTC.
+
+    Args:
+        text: E.g. ``2026-11-01T12:00:00Z``, ``2026-11-01T13:00+01:00`` or ``2026-11-01``.
+
+    Returns:
+        An aware datetime.
+
+    Raises:
+        ValueError: Not an ISO-8601 time.
+    """
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
 def canonical(row: Mapping[str, Any]) -> str:
     """Serialise the hashed fields of a row canonically.
 

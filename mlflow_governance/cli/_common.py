@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -50,21 +50,17 @@ def open_store(registry_uri: str) -> GovernedStore:
 
 def parse_time(value: str | None, flag: str) -> datetime | None:
     """Parse an ISO-8601 time (``Z`` or an offset allowed; naive means UTC)."""
+    from mlflow_governance.audit.chain import parse_time as parse_iso
+
     if value is None:
         return None
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
     try:
-        parsed = datetime.fromisoformat(text)
+        return parse_iso(value)
     except ValueError:
         raise click.BadParameter(
             f"{value!r} is not an ISO-8601 time; e.g. 2026-11-01T12:00:00Z or 2026-11-01",
             param_hint=flag,
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed
 
 
 def emit(data: Any, as_json: bool, *, text: str | None = None) -> None:

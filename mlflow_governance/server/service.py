@@ -9,9 +9,10 @@ Refusals are audited like every other refused attempt.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
+from mlflow_governance.audit.chain import parse_time as parse_iso
 from mlflow_governance.audit.query import AuditFilter, history, holders_at, list_rows
 from mlflow_governance.audit.writer import DECISION_DENY, AuditEntry, append
 from mlflow_governance.exceptions import InvalidRequest, PermissionDenied
@@ -43,16 +44,12 @@ def parse_time(value: str | None, name: str) -> datetime | None:
     """
     if value is None or not value.strip():
         return None
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
     try:
-        parsed = datetime.fromisoformat(text)
+        return parse_iso(value)
     except ValueError:
         raise InvalidRequest(
             f"{name}={value!r} is not an ISO-8601 time; e.g. 2026-11-01T12:00:00Z or 2026-11-01."
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def parse_int(value: Any, name: str, *, minimum: int | None = None) -> int:
