@@ -194,7 +194,7 @@ class GovernanceClient:
 
         def attempt() -> dict[str, Any]:
             from mlflow_governance.policy import Subject, may_break_glass
-            from mlflow_governance.workflow.gate import Move
+            from mlflow_governance.workflow.moves import Move
 
             policy = self.workflow.policy()
             gates = self.workflow._gates(policy, name, target)

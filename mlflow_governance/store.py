@@ -52,7 +52,8 @@ from mlflow_governance.policy import Policy, Subject, authorize
 from mlflow_governance.policy_source import PolicySource
 from mlflow_governance.rbac import write_permission
 from mlflow_governance.store_base import GovernedStoreBase
-from mlflow_governance.workflow.gate import GateKeeper, Move
+from mlflow_governance.workflow.gate import GateKeeper
+from mlflow_governance.workflow.moves import Move
 from mlflow_governance.workflow.requests import Target
 
 _logger = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from mlflow_governance.exceptions import GovernanceError
 from mlflow_governance.identity import SOURCE_ASSERTED, Identity, acting_as
 from mlflow_governance.policy import Subject, count_approvals, load_policy, may_break_glass
 from mlflow_governance.workflow import requests as rq
-from mlflow_governance.workflow.gate import _fact
+from mlflow_governance.workflow.moves import _fact
 from mlflow_governance.workflow.requests import Target
 from mlflow_governance.workflow.service import Workflow
 from mlflow_governance.workflow.tables import OPEN_STATES

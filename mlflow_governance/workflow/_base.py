@@ -22,7 +22,8 @@ from mlflow_governance.policy import (
 )
 from mlflow_governance.policy._values import format_duration
 from mlflow_governance.workflow import requests as rq
-from mlflow_governance.workflow.gate import GateKeeper, GateStatus, _fact, explain_all
+from mlflow_governance.workflow.gate import GateKeeper
+from mlflow_governance.workflow.moves import GateStatus, _fact, explain_all
 from mlflow_governance.workflow.tables import (
     EXPIRED,
     KIND_REVIEW,

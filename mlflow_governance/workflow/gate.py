@@ -12,8 +12,7 @@ way around a stage gate, and moving out of a gated stage needs the same right as
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mlflow_governance.audit.writer import (
@@ -24,21 +23,19 @@ from mlflow_governance.audit.writer import (
 )
 from mlflow_governance.exceptions import Conflict, PermissionDenied
 from mlflow_governance.policy import (
-    CheckResult,
     Decision,
     Gate,
-    GateReport,
     Policy,
     Subject,
     authorize,
     count_approvals,
-    describe_approvals,
     evaluate_checks,
     gates_for,
     may_break_glass,
 )
 from mlflow_governance.workflow import requests as rq
 from mlflow_governance.workflow.facts import version_facts
+from mlflow_governance.workflow.moves import GateStatus, Move, _fact, _held_by, explain_all
 from mlflow_governance.workflow.tables import (
     APPLIED,
     APPROVED,
@@ -53,104 +50,6 @@ if TYPE_CHECKING:
     from mlflow_governance.audit.capture import Operation
     from mlflow_governance.identity import Identity
     from mlflow_governance.store import GovernedStore
-
-
-@dataclass
-class Move:
-    """A stage transition or alias move about to be made.
-
-    Attributes:
-        model: The registered model.
-        version: The version moved (None when an alias is deleted).
-        target: The stage or alias.
-        removing: True for an alias deletion.
-        archive_existing: Whether other versions in the target stage get archived; the
-            gate may turn it on (``archive_existing: true``).
-        via_request: The approved request this move applies, when the workflow applies it.
-        rollback: Whether the move restores a previous holder (rollback approvals count).
-    """
-
-    model: str
-    version: int | None
-    target: rq.Target
-    removing: bool = False
-    archive_existing: bool = False
-    via_request: int | None = None
-    rollback: bool = False
-    notes: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def permission(self) -> str:
-        """The permission the target needs."""
-        prefix = "alias" if self.target.kind == rq.ALIAS else "transition"
-        return f"{prefix}:{self.target.name}"
-
-
-@dataclass(frozen=True)
-class GateStatus:
-    """Where a version stands against a gate: checks and approvals."""
-
-    gate: Gate
-    checks: tuple[CheckResult, ...]
-    approvals: GateReport | None
-
-    @property
-    def failed_checks(self) -> tuple[CheckResult, ...]:
-        """The checks that do not pass."""
-        return tuple(c for c in self.checks if not c.passed)
-
-    def explain(self, policy: Policy, approvers_elsewhere: frozenset[str] = frozenset()) -> str:
-        """A sentence listing what is missing, e.g. for a refusal.
-
-        Args:
-            policy: The policy in force.
-            approvers_elsewhere: Voters who count for another gate of the same move; that
-                they are no approvers of this one goes without saying.
-        """
-        parts = []
-        if self.approvals is not None and not self.approvals.satisfied:
-            parts.append(describe_approvals(policy, self.gate, self.approvals))
-            # Say why approvals given do not count (expired, the requester's own, ...):
-            # otherwise "1 so far" after two approvals reads like a lost vote.
-            parts.extend(
-                f"{who}'s approval does not count ({why})"
-                for who, why in self.approvals.discarded
-                if not (who in approvers_elsewhere and why.startswith("not an approver"))
-            )
-        parts.extend(
-            f"check {c.name} fails (expected {c.expected}, got {c.actual})"
-            for c in self.failed_checks
-        )
-        return "; ".join(parts) if parts else "nothing missing"
-
-    @property
-    def passed(self) -> bool:
-        """The checks pass and, where approvals are counted, they satisfy the gate."""
-        return not self.failed_checks and (self.approvals is None or self.approvals.satisfied)
-
-
-def explain_all(policy: Policy, statuses: Sequence[GateStatus]) -> str:
-    """What the gates in front of a move still need (one gate: its explanation alone)."""
-    if len(statuses) == 1:
-        return statuses[0].explain(policy)
-    counted = frozenset(
-        who for st in statuses if st.approvals is not None for who in st.approvals.approvers
-    )
-    parts = [
-        f"gate {st.gate.name}: {st.explain(policy, counted)}" for st in statuses if not st.passed
-    ]
-    return "; ".join(parts) if parts else "nothing missing"
-
-
-def _held_by(policy: Policy, statuses: Sequence[GateStatus]) -> tuple[str, str]:
-    """The rule and the reason of a refusal by gates: the first gate not passed is named."""
-    first = next((st for st in statuses if not st.passed), statuses[0])
-    if len(statuses) == 1:
-        return f"gates.{first.gate.name}", f"gate {first.gate.name}: {first.explain(policy)}"
-    return f"gates.{first.gate.name}", explain_all(policy, statuses)
-
-
-Hook = Callable[[Any], None]
 
 
 class GateKeeper:
@@ -542,15 +441,6 @@ def _supersede_others(
         ):
             closed.append(other)
     return closed
-
-
-def _fact(vote: rq.ApprovalView) -> Any:
-    from datetime import datetime
-
-    from mlflow_governance.policy import ApprovalFact
-
-    when = datetime.fromisoformat(vote.time.rstrip("Z"))
-    return ApprovalFact(vote.approver, frozenset(vote.groups), when)
 
 
 def _resource(move: Move) -> str:

@@ -21,7 +21,7 @@ from mlflow_governance.policy import (
 )
 from mlflow_governance.workflow import requests as rq
 from mlflow_governance.workflow._base import WorkflowBase, utc_now
-from mlflow_governance.workflow.gate import GateStatus, Move, _fact
+from mlflow_governance.workflow.moves import GateStatus, Move, _fact
 from mlflow_governance.workflow.tables import (
     APPROVED,
     CANCELLED,
