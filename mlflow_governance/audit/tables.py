@@ -15,7 +15,13 @@ audit_log = sa.Table(
     "governance_audit_log",
     metadata,
     # Assigned from the chain head under its lock, so ids are gapless and follow chain order.
-    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    # On SQLite an INTEGER key is the rowid itself: one index page less for every write.
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+    ),
     sa.Column("time", UTC_MICROS, nullable=False),
     sa.Column("actor", sa.String(256), nullable=False),
     sa.Column("identity_source", sa.String(32), nullable=False),
@@ -42,7 +48,6 @@ audit_log = sa.Table(
     sa.Index("ix_governance_audit_time", "time"),
     sa.Index("ix_governance_audit_actor", "actor"),
     sa.Index("ix_governance_audit_action", "action"),
-    sa.Index("ix_governance_audit_workspace", "workspace"),
 )
 
 # One row (id = 1): the newest chain position. Writers update it first, which takes a row

@@ -22,7 +22,12 @@ _GENESIS = "0" * 64
 def upgrade() -> None:
     op.create_table(
         "governance_audit_log",
-        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=False,
+        ),
         sa.Column("time", _MICROS, nullable=False),
         sa.Column("actor", sa.String(256), nullable=False),
         sa.Column("identity_source", sa.String(32), nullable=False),
