@@ -22,12 +22,23 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("MLFLOW_GOVERNANCE_POLICY_REFRESH", "0")
 
 
+@pytest.fixture(scope="session")
+def _worker_tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tracking store of this worker's own, for clients built without a tracking URI.
+
+    MLflow's default is ``sqlite:///mlflow.db`` in the working directory, which parallel
+    workers would create and migrate at the same time (and which would litter the repo).
+    """
+    return f"sqlite:///{tmp_path_factory.mktemp('tracking') / 'mlflow.db'}"
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("MLFLOW_GOVERNANCE_POLICY", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_URI",
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, _worker_tracking_uri: str) -> None:
+    for var in ("MLFLOW_GOVERNANCE_POLICY", "MLFLOW_REGISTRY_URI",
                 "MLFLOW_TRACKING_USERNAME", "_MLFLOW_SERVER_FILE_STORE",
                 "_MLFLOW_SERVER_REGISTRY_STORE"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _worker_tracking_uri)
     monkeypatch.setenv("MLFLOW_GOVERNANCE_POLICY_REFRESH", "0")
 
 
