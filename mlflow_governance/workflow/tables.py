@@ -23,15 +23,21 @@ KIND_PROMOTION = "promotion"
 KIND_ROLLBACK = "rollback"
 KIND_REVIEW = "review"
 
-requests = sa.Table(
-    "governance_requests",
-    metadata,
-    sa.Column(
+
+def _id_column() -> sa.Column[int]:
+    # INTEGER on SQLite so the key is the rowid (and autoincrements there).
+    return sa.Column(
         "id",
         sa.BigInteger().with_variant(sa.Integer, "sqlite"),
         primary_key=True,
         autoincrement=True,
-    ),
+    )
+
+
+requests = sa.Table(
+    "governance_requests",
+    metadata,
+    _id_column(),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("model", sa.String(256), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
@@ -55,12 +61,7 @@ requests = sa.Table(
 approvals = sa.Table(
     "governance_approvals",
     metadata,
-    sa.Column(
-        "id",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _id_column(),
     sa.Column(
         "request_id",
         sa.BigInteger,
@@ -79,12 +80,7 @@ approvals = sa.Table(
 policies = sa.Table(
     "governance_policies",
     metadata,
-    sa.Column(
-        "id",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _id_column(),
     sa.Column("content", sa.Text, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("source", sa.String(512)),
