@@ -97,11 +97,6 @@ def running(op: Operation) -> Iterator[Operation]:
         _operation.reset(token)
 
 
-def current_operation() -> Operation | None:
-    """The governed call in progress in this context, if any."""
-    return _operation.get()
-
-
 def _history(obj: Any, attr: str) -> tuple[bool, Any, Any]:
     hist = sa.inspect(obj).attrs[attr].history
     if not hist.has_changes():

@@ -35,7 +35,7 @@ from mlflow_governance.policy import (
 )
 from mlflow_governance.workflow import requests as rq
 from mlflow_governance.workflow.facts import version_facts
-from mlflow_governance.workflow.moves import GateStatus, Move, _fact, _held_by, explain_all
+from mlflow_governance.workflow.moves import GateStatus, Move, _fact, _held_by
 from mlflow_governance.workflow.tables import (
     APPLIED,
     APPROVED,
@@ -449,4 +449,4 @@ def _resource(move: Move) -> str:
     return f"model '{move.model}' version {move.version}"
 
 
-__all__ = ["DECISION_ALLOW", "GateKeeper", "GateStatus", "Move", "explain_all"]
+__all__ = ["GateKeeper"]
