@@ -14,6 +14,8 @@ from mlflow_governance.exceptions import PolicyIssue
 from mlflow_governance.policy._yaml import ParsedDocument, Path, Position
 from mlflow_governance.policy.permissions import glob_problem
 
+_QUOTE_LIMIT = 80
+
 
 def field_name(path: Path) -> str:
     """Print a path the way users write it: ``gates.production.approvals.required``."""
@@ -30,14 +32,19 @@ def describe(value: object) -> str:
     if isinstance(value, bool):
         return f"{str(value).lower()} (a boolean)"
     if isinstance(value, int | float):
-        return f"the number {value}"
+        return f"the number {shorten(str(value))}"
     if isinstance(value, str):
-        return f"the text '{value}'"
+        return f"the text '{shorten(value)}'"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
         return "a mapping"
     return f"a {type(value).__name__}"
+
+
+def shorten(text: str) -> str:
+    """Shorten a word of the file for a message: a hostile file may hold a megabyte in one."""
+    return text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 3] + "..."
 
 
 def _suggestion(word: str, valid: Sequence[str]) -> str:
@@ -102,7 +109,8 @@ class Reader:
             for key in value:
                 if key not in keys:
                     hint = _suggestion(key, keys)
-                    self.add((*path, key), f"unknown key '{key}'{hint}", keys, at_key=True)
+                    message = f"unknown key '{shorten(key)}'{hint}"
+                    self.add((*path, key), message, keys, at_key=True)
         return value
 
     def required(self, path: Path, data: dict[str, object], key: str, example: str) -> bool:
@@ -158,7 +166,7 @@ class Reader:
         if isinstance(value, str) and value in valid:
             return value
         if isinstance(value, str):
-            self.add(path, f"unknown {what} '{value}'{_suggestion(value, valid)}", valid)
+            self.add(path, f"unknown {what} '{shorten(value)}'{_suggestion(value, valid)}", valid)
         else:
             self.add(path, f"expected a {what}, got {describe(value)}", valid)
         return None

@@ -11,8 +11,8 @@ import re
 
 from mlflow_governance.policy._reader import Reader, describe
 from mlflow_governance.policy._values import (
-    DURATION_FORM,
     METRIC_FORM,
+    duration_problem,
     parse_duration,
     parse_metric,
 )
@@ -170,10 +170,7 @@ def _read_approvals(reader: Reader, path: Path, value: object) -> Approvals:
     if raw_expiry is not None:
         expire_after = parse_duration(raw_expiry) if isinstance(raw_expiry, str) else None
         if expire_after is None:
-            reader.add(
-                (*path, "expire_after"),
-                f"{describe(raw_expiry)} is not a duration; write {DURATION_FORM}",
-            )
+            reader.add((*path, "expire_after"), duration_problem(raw_expiry, describe(raw_expiry)))
         elif not expire_after:
             reader.add((*path, "expire_after"), "must be longer than zero; omit it for no expiry")
     return Approvals(

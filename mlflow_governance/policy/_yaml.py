@@ -6,6 +6,10 @@ pull requests, so a repeated ``required:`` that quietly wins is exactly the mist
 validator must catch, and every issue must point at a line. We therefore compose the node
 graph with a private ``SafeLoader`` subclass and walk it ourselves, recording the position
 of every value and every mapping key by its path in the document.
+
+A policy may also come from someone hostile (``policy apply`` takes any file, and the
+server validates what it is sent), so the text is first measured against fixed budgets
+(:mod:`mlflow_governance.policy._budget`) before anything expands its aliases.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import yaml
+
+from mlflow_governance.policy._budget import check_budget
 
 PathPart = str | int
 Path = tuple[PathPart, ...]
@@ -104,9 +110,23 @@ class _Walker:
                 return self._mapping(node, path)
             if isinstance(node, yaml.SequenceNode):
                 return [self.walk(item, (*path, i)) for i, item in enumerate(node.value)]
-            return self.loader.construct_object(node, deep=True)
+            return self._scalar(node, path)
         finally:
             self._active.discard(id(node))
+
+    def _scalar(self, node: yaml.Node, path: Path) -> object:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as exc:
+            # PyYAML builds dates and integers with Python's own constructors, which raise
+            # ValueError for `2001-13-45` or an integer of thousands of digits; report the
+            # value instead of letting the error escape the loader.
+            if node.tag.endswith(":int"):
+                problem = f"a whole number of {len(str(node.value)):,} characters is too long"
+            else:
+                problem = f"cannot read '{node.value}' as a {node.tag.rsplit(':', 1)[-1]}: {exc}"
+            self.problems.append((path, _position(node.start_mark), problem))
+            return None
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, object]:
         own = self._own_pairs.get(id(node))
@@ -150,7 +170,10 @@ def parse_yaml(text: str) -> ParsedDocument:
 
     Raises:
         yaml.YAMLError: The text is not well-formed YAML (the error carries a mark).
+        BudgetExceeded: The text is too large, too deep or expands to too much through
+            its aliases; nothing has been expanded yet.
     """
+    check_budget(text, _PositionLoader)
     loader = _PositionLoader(text)
     try:
         node = loader.get_single_node()

@@ -15,7 +15,8 @@ from pathlib import Path as FilePath
 import yaml
 
 from mlflow_governance.exceptions import PolicyFileError, PolicyIssue
-from mlflow_governance.policy._reader import Reader, describe
+from mlflow_governance.policy._budget import MAX_BYTES, BudgetExceeded, text_size_problem
+from mlflow_governance.policy._reader import Reader, describe, field_name
 from mlflow_governance.policy._sections import read_gate, read_notification
 from mlflow_governance.policy._yaml import ParsedDocument, Path, parse_yaml
 from mlflow_governance.policy.model import (
@@ -66,7 +67,14 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     """
     source = os.fspath(path)
     try:
-        text = FilePath(source).read_text(encoding="utf-8")
+        # Read one byte past the budget and no more: the path may name something endless
+        # (a FIFO, /dev/zero) or huge, and its size on disk may not say so.
+        with FilePath(source).open("rb") as file:
+            raw = file.read(MAX_BYTES + 1)
+        problem = text_size_problem(len(raw))
+        if problem is not None:
+            raise PolicyFileError([PolicyIssue(source, 0, 0, "(file)", problem)])
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise PolicyFileError(
@@ -92,6 +100,9 @@ def load_policy_text(text: str, source: str = "<string>") -> Policy:
         document = parse_yaml(text)
     except yaml.YAMLError as exc:
         raise PolicyFileError([_syntax_issue(exc, source)]) from exc
+    except BudgetExceeded as exc:
+        issue = PolicyIssue(source, exc.line, exc.column, field_name(exc.path), exc.message)
+        raise PolicyFileError([issue]) from None
     reader = Reader(document, source)
     policy = _read_policy(reader, document, source)
     if reader.issues or policy is None:
