@@ -20,12 +20,14 @@ Example:
 
 from __future__ import annotations
 
+from mlflow_governance.policy.checks import evaluate_checks, tag_write_decision
 from mlflow_governance.policy.decisions import (
     ApprovalFact,
     CheckResult,
     Decision,
     GateReport,
     Grant,
+    MetricOrigin,
     Subject,
     VersionFacts,
 )
@@ -34,22 +36,24 @@ from mlflow_governance.policy.evaluator import (
     count_approvals,
     describe_approvals,
     effective_groups,
-    evaluate_checks,
     gates_for,
     may_approve,
     may_break_glass,
+    model_globs_granting,
     permissions_of,
     protected_by,
     roles_of,
 )
 from mlflow_governance.policy.loader import load_policy, load_policy_text
 from mlflow_governance.policy.model import (
+    DEFAULT_WORKSPACE,
     EVENT_TYPES,
     Approvals,
     Binding,
     Checks,
     Gate,
     MetricCondition,
+    MetricProvenance,
     Notification,
     Policy,
     Role,
@@ -66,6 +70,7 @@ from mlflow_governance.policy.permissions import (
 from mlflow_governance.policy.serialize import policy_to_dict
 
 __all__ = [
+    "DEFAULT_WORKSPACE",
     "EVENT_TYPES",
     "PERMISSION_FORMS",
     "STAGES",
@@ -79,6 +84,8 @@ __all__ = [
     "GateReport",
     "Grant",
     "MetricCondition",
+    "MetricOrigin",
+    "MetricProvenance",
     "Notification",
     "Permission",
     "Policy",
@@ -98,9 +105,11 @@ __all__ = [
     "load_policy_text",
     "may_approve",
     "may_break_glass",
+    "model_globs_granting",
     "parse_permission",
     "permissions_of",
     "policy_to_dict",
     "protected_by",
     "roles_of",
+    "tag_write_decision",
 ]

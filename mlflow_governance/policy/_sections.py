@@ -27,6 +27,7 @@ from mlflow_governance.policy.model import (
     FrozenMap,
     Gate,
     MetricCondition,
+    MetricProvenance,
     Notification,
     Targets,
 )
@@ -54,6 +55,10 @@ GATE_KEYS: tuple[str, ...] = (
 TARGET_KEYS: tuple[str, ...] = ("stages", "aliases")
 APPROVAL_KEYS: tuple[str, ...] = ("required", "approver_roles", "distinct_from", "expire_after")
 CHECK_KEYS: tuple[str, ...] = ("metrics", "tags", "signature_required")
+METRIC_ENTRY_KEYS: tuple[str, ...] = ("condition", "logged_before_request", "not_by_requester")
+TAG_ENTRY_KEYS: tuple[str, ...] = ("value", "set_by")
+# Marks a value the file does not give, already reported as a missing required key.
+_MISSING = object()
 
 # Required keys first, then optional ones, per notification type.
 NOTIFICATION_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -187,31 +192,89 @@ def _read_checks(reader: Reader, path: Path, value: object) -> Checks:
     if data is None:
         return Checks()
     metrics: dict[str, MetricCondition] = {}
+    provenance: dict[str, MetricProvenance] = {}
     raw_metrics = reader.mapping((*path, "metrics"), data.get("metrics", {}), what="metric names")
-    for name, expression in (raw_metrics or {}).items():
+    for name, entry in (raw_metrics or {}).items():
+        entry_path: Path = (*path, "metrics", name)
+        expression: object = entry
+        wanted = MetricProvenance()
+        if isinstance(entry, dict):
+            expression, wanted = _read_metric_entry(reader, entry_path, entry)
+            entry_path = (*entry_path, "condition")
         condition = parse_metric(expression) if isinstance(expression, str) else None
         if condition is None:
-            reader.add(
-                (*path, "metrics", name),
-                f"{describe(expression)} is not a metric condition; write {METRIC_FORM}",
-            )
+            if expression is not _MISSING:
+                reader.add(
+                    entry_path,
+                    f"{describe(expression)} is not a metric condition; write {METRIC_FORM}",
+                )
         else:
             metrics[name] = condition
+            if wanted.logged_before_request or wanted.not_by_requester:
+                provenance[name] = wanted
     tags: dict[str, str] = {}
+    set_by: dict[str, tuple[str, ...]] = {}
     raw_tags = reader.mapping((*path, "tags"), data.get("tags", {}), what="tag names")
-    for name, wanted in (raw_tags or {}).items():
-        if isinstance(wanted, str):
-            tags[name] = wanted
-        else:
+    for name, entry in (raw_tags or {}).items():
+        entry_path = (*path, "tags", name)
+        expected: object = entry
+        if isinstance(entry, dict):
+            expected, writers = _read_tag_entry(reader, entry_path, entry)
+            entry_path = (*entry_path, "value")
+            if writers:
+                set_by[name] = writers
+        if isinstance(expected, str):
+            tags[name] = expected
+        elif expected is not _MISSING:
             # Tags are text in MLflow; `true` or `1` would never equal the stored value.
             reader.add(
-                (*path, "tags", name),
-                f"expected the tag's value as text, got {describe(wanted)}; quote it",
+                entry_path,
+                f"expected the tag's value as text, got {describe(expected)}; quote it",
             )
     signature = reader.boolean((*path, "signature_required"), data.get("signature_required", False))
     return Checks(
-        metrics=FrozenMap(metrics), tags=FrozenMap(tags), signature_required=bool(signature)
+        metrics=FrozenMap(metrics),
+        tags=FrozenMap(tags),
+        signature_required=bool(signature),
+        metric_provenance=FrozenMap(provenance),
+        tag_set_by=FrozenMap({name: roles for name, roles in set_by.items() if name in tags}),
     )
+
+
+def _read_metric_entry(
+    reader: Reader, path: Path, entry: dict[str, object]
+) -> tuple[object, MetricProvenance]:
+    """``{condition: ">= 0.95", logged_before_request: true, not_by_requester: true}``."""
+    reader.mapping(path, entry, METRIC_ENTRY_KEYS)
+    condition: object = _MISSING
+    if reader.required(path, entry, "condition", "condition: '>= 0.95'"):
+        condition = entry["condition"]
+    flags = {}
+    for key in ("logged_before_request", "not_by_requester"):
+        flags[key] = bool(reader.boolean((*path, key), entry.get(key, False)))
+    return condition, MetricProvenance(**flags)
+
+
+def _read_tag_entry(
+    reader: Reader, path: Path, entry: dict[str, object]
+) -> tuple[object, tuple[str, ...]]:
+    """``{value: passed, set_by: [validator]}``; the roles are checked against ``roles:``
+    once every section is read."""
+    reader.mapping(path, entry, TAG_ENTRY_KEYS)
+    expected: object = _MISSING
+    if reader.required(path, entry, "value", "value: passed"):
+        expected = entry["value"]
+    writers: tuple[str, ...] = ()
+    if "set_by" in entry:
+        raw = entry["set_by"]
+        writers = reader.string_list((*path, "set_by"), raw, what="role names") or ()
+        if isinstance(raw, list) and not raw:
+            reader.add(
+                (*path, "set_by"),
+                "an empty list would let nobody set the tag; name the trusted roles, or "
+                "drop set_by to let anyone with 'edit' set it",
+            )
+    return expected, writers
 
 
 def read_notification(reader: Reader, index: int, value: object) -> Notification | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import NamedTuple
 
 from mlflow_governance.policy.model import FrozenMap
@@ -22,10 +22,13 @@ class Subject:
         user: The user name.
         groups: Groups known from outside the policy (e.g. a trusted header); the policy's
             own ``groups:`` are added on top.
+        workspace: The MLflow workspace the subject acts in; bindings with ``workspaces``
+            apply only there. ``None`` means MLflow's default workspace, ``default``.
     """
 
     user: str
     groups: frozenset[str] = frozenset()
+    workspace: str | None = None
 
     def __post_init__(self) -> None:
         # Callers often have a list or set at hand; keep the dataclass hashable anyway.
@@ -64,6 +67,21 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class MetricOrigin:
+    """When and by whom a metric's checked value was logged.
+
+    Attributes:
+        logged_at: When it was logged (naive datetimes are taken as UTC); ``None`` when
+            unknown. MLflow takes this time from the client that logs the metric.
+        logged_by: Who logged it; ``None`` when unknown. MLflow records no author per
+            metric: callers give the ``user_id`` of the run that logged it.
+    """
+
+    logged_at: datetime | None = None
+    logged_by: str | None = None
+
+
+@dataclass(frozen=True)
 class VersionFacts:
     """What the registry knows about a model version, for gate checks.
 
@@ -72,12 +90,15 @@ class VersionFacts:
         tags: Version tags.
         has_signature: Whether the version's model has a signature.
         current_stage: The version's stage now.
+        metric_origins: Metric name to when and by whom its value in ``metrics`` was
+            logged; a metric absent here has an unknown origin.
     """
 
     metrics: Mapping[str, float] = field(default_factory=FrozenMap)
     tags: Mapping[str, str] = field(default_factory=FrozenMap)
     has_signature: bool = False
     current_stage: str = "None"
+    metric_origins: Mapping[str, MetricOrigin] = field(default_factory=FrozenMap)
 
 
 @dataclass(frozen=True)
@@ -146,3 +167,11 @@ class Grant(NamedTuple):
 
     permission: str
     rule: str
+
+
+def aware(moment: datetime) -> datetime:
+    """``moment`` as an aware datetime, a naive one being taken as UTC.
+
+    Databases often hand back naive UTC datetimes; comparing them with aware ones raises.
+    """
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)

@@ -9,19 +9,31 @@ with plain dataclasses. Refusals are built to read well inside the store's messa
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 
+from mlflow_governance.policy._scope import (
+    candidate_bindings,
+    covers,
+    effective_groups,
+    held_roles,
+    holds_any,
+    list_phrase,
+    not_granted,
+    principal_bindings,
+    where,
+    who,
+    workspace_of,
+)
 from mlflow_governance.policy._values import format_duration
 from mlflow_governance.policy.decisions import (
     ApprovalFact,
-    CheckResult,
     Decision,
     GateReport,
     Grant,
     Subject,
-    VersionFacts,
+    aware,
 )
-from mlflow_governance.policy.model import Binding, Gate, Policy, format_number
+from mlflow_governance.policy.model import Gate, Policy
 from mlflow_governance.policy.permissions import (
     PERMISSION_FORMS,
     Permission,
@@ -29,13 +41,19 @@ from mlflow_governance.policy.permissions import (
     parse_permission,
 )
 
-
-def effective_groups(policy: Policy, subject: Subject) -> frozenset[str]:
-    """The subject's own groups plus the policy groups that list the user."""
-    listed = policy.index.user_groups.get(subject.user)
-    if listed is None:
-        return subject.groups
-    return subject.groups | listed if subject.groups else listed
+__all__ = [
+    "authorize",
+    "count_approvals",
+    "describe_approvals",
+    "effective_groups",
+    "gates_for",
+    "may_approve",
+    "may_break_glass",
+    "model_globs_granting",
+    "permissions_of",
+    "protected_by",
+    "roles_of",
+]
 
 
 def authorize(
@@ -43,13 +61,14 @@ def authorize(
 ) -> Decision:
     """Decide whether ``subject`` holds ``permission`` on ``model``.
 
-    The first binding (in file order) that names the subject, covers the model and whose
-    role grants the permission decides. Anything not granted is refused in ``enforce``
-    mode and reported as ``would-deny`` (the action proceeds) in ``audit-only`` mode.
+    The first binding (in file order) that names the subject, applies in its workspace,
+    covers the model and whose role grants the permission decides. Anything not granted
+    is refused in ``enforce`` mode and reported as ``would-deny`` (the action proceeds) in
+    ``audit-only`` mode.
 
     Args:
         policy: The policy.
-        subject: Who is acting.
+        subject: Who is acting, and in which workspace.
         permission: A permission from the vocabulary, e.g. ``transition:Production`` or
             ``alias:champion`` (a concrete alias name, checked against granted globs).
         model: The registered model name; ``None`` for actions not about one model, which
@@ -61,33 +80,50 @@ def authorize(
     perm = parse_permission(permission)
     groups = effective_groups(policy, subject)
     if perm is None:
-        return _not_granted(
+        return not_granted(
             policy,
             rule="unknown-permission",
             reason=f"'{permission}' is not a permission",
             hint=f"Valid permissions: {', '.join(PERMISSION_FORMS)}.",
         )
+    scoped = policy.index.workspace_scoped
+    workspace = workspace_of(subject)
     elsewhere: int | None = None
-    for i in _candidate_bindings(policy, subject.user, groups):
+    other_workspace: int | None = None
+    # Workspaces are tested inline rather than through candidate_bindings, so a refusal
+    # can say that a binding would grant it in another workspace.
+    for i in principal_bindings(policy, subject.user, groups):
         binding = policy.bindings[i]
         role = policy.roles.get(binding.role)
         if role is None or not role.grant.grants(perm):
             continue
-        if _covers(binding, model):
+        if scoped and not binding.workspace_globs.match(workspace):
+            if other_workspace is None and covers(binding, model):
+                other_workspace = i
+            continue
+        if covers(binding, model):
             return Decision(
                 allowed=True,
                 effect="allow",
                 rule=f"bindings[{i}] (role {binding.role})",
-                reason=f"{subject.user} holds role {binding.role} {_scope(model)}, "
-                f"which grants '{perm.text}'",
+                reason=f"{subject.user} holds role {binding.role} {_scope(model)}"
+                f"{where(policy, subject)}, which grants '{perm.text}'",
             )
         if elsewhere is None:
             elsewhere = i
-    reason = f"{_who(subject.user, groups)} has no binding granting '{perm.text}' {_scope(model)}"
+    reason = (
+        f"{who(subject.user, groups)} has no binding granting '{perm.text}' {_scope(model)}"
+        f"{where(policy, subject)}"
+    )
     if elsewhere is not None:
         models = ", ".join(policy.bindings[elsewhere].models)
         reason += f"; bindings[{elsewhere}] grants it only on models {models}"
-    return _not_granted(policy, rule="default-deny", reason=reason, hint=_hint(policy, perm, model))
+    if other_workspace is not None:
+        workspaces = ", ".join(policy.bindings[other_workspace].workspaces)
+        reason += f"; bindings[{other_workspace}] grants it only in workspaces {workspaces}"
+    return not_granted(
+        policy, rule="default-deny", reason=reason, hint=_hint(policy, subject, perm, model)
+    )
 
 
 def permissions_of(policy: Policy, subject: Subject, model: str | None) -> list[Grant]:
@@ -102,10 +138,10 @@ def permissions_of(policy: Policy, subject: Subject, model: str | None) -> list[
         ``(permission, rule)`` pairs in binding order, each permission once.
     """
     seen: dict[str, str] = {}
-    for i in _candidate_bindings(policy, subject.user, effective_groups(policy, subject)):
+    for i in candidate_bindings(policy, subject, effective_groups(policy, subject)):
         binding = policy.bindings[i]
         role = policy.roles.get(binding.role)
-        if role is None or not _covers(binding, model):
+        if role is None or not covers(binding, model):
             continue
         for permission in role.permissions:
             seen.setdefault(permission, f"bindings[{i}] (role {binding.role})")
@@ -119,7 +155,39 @@ def roles_of(policy: Policy, subject: Subject, model: str | None) -> list[Grant]
         ``(role, rule)`` pairs (the ``permission`` field of each :class:`Grant` holds the
         role name).
     """
-    return [Grant(role, rule) for role, rule in _held_roles(policy, subject, model).items()]
+    return [Grant(role, rule) for role, rule in held_roles(policy, subject, model).items()]
+
+
+def model_globs_granting(
+    policy: Policy, subject: Subject, permission: str
+) -> tuple[str, ...] | None:
+    """The model globs on which ``subject`` holds ``permission``, in its workspace.
+
+    For filtering searches in SQL: the globs become a WHERE clause, so result pages stay
+    full and page tokens stay right.
+
+    Args:
+        policy: The policy.
+        subject: Who is asking, and in which workspace.
+        permission: A permission, e.g. ``read``.
+
+    Returns:
+        ``None`` when a binding grants it on every model (``*``); otherwise the globs in
+        binding order, without repeats (empty: on no model).
+    """
+    perm = parse_permission(permission)
+    if perm is None:
+        return ()
+    globs: dict[str, None] = {}
+    for i in candidate_bindings(policy, subject, effective_groups(policy, subject)):
+        binding = policy.bindings[i]
+        role = policy.roles.get(binding.role)
+        if role is None or not role.grant.grants(perm):
+            continue
+        if binding.model_globs.everything:
+            return None
+        globs.update(dict.fromkeys(binding.models))
+    return tuple(globs)
 
 
 def gates_for(
@@ -154,56 +222,6 @@ def gates_for(
     return tuple(gate for gate in candidates if gate.model_globs.match(model))
 
 
-def evaluate_checks(gate: Gate, facts: VersionFacts) -> tuple[CheckResult, ...]:
-    """Run the gate's checks against a version.
-
-    Returns:
-        One result per requirement, in this order: ``from_stages`` (if set), each metric,
-        each tag, ``signature`` (if required). A missing metric or tag fails with actual
-        ``missing``.
-    """
-    results: list[CheckResult] = []
-    if gate.from_stages:
-        current = canonical_stage(facts.current_stage) or facts.current_stage
-        results.append(
-            CheckResult(
-                name="from_stages",
-                passed=current in gate.from_stages,
-                expected="stage " + " or ".join(gate.from_stages),
-                actual=current,
-            )
-        )
-    for name, condition in gate.checks.metrics.items():
-        raw = facts.metrics.get(name)
-        if raw is None:
-            results.append(CheckResult(f"metric {name}", False, str(condition), "missing"))
-            continue
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            results.append(CheckResult(f"metric {name}", False, str(condition), repr(raw)))
-            continue
-        results.append(
-            CheckResult(
-                f"metric {name}", condition.holds(value), str(condition), format_number(value)
-            )
-        )
-    for name, wanted in gate.checks.tags.items():
-        actual = facts.tags.get(name)
-        results.append(
-            CheckResult(
-                f"tag {name}",
-                actual == wanted,
-                wanted,
-                "missing" if actual is None else actual,
-            )
-        )
-    if gate.checks.signature_required:
-        present = "present" if facts.has_signature else "missing"
-        results.append(CheckResult("signature", facts.has_signature, "present", present))
-    return tuple(results)
-
-
 def count_approvals(
     policy: Policy,
     gate: Gate,
@@ -214,6 +232,7 @@ def count_approvals(
     creator: str | None,
     now: datetime,
     rollback: bool = False,
+    workspace: str | None = None,
 ) -> GateReport:
     """Count the approvals that satisfy ``gate`` for a move of ``model``.
 
@@ -230,6 +249,8 @@ def count_approvals(
         creator: Who created the version, if known.
         now: The current time.
         rollback: Count against ``rollback_approvals`` instead of ``approvals.required``.
+        workspace: The workspace of the model (and so of the request); approver roles
+            count only through bindings applying there. ``None``: MLflow's ``default``.
 
     Returns:
         The report, with a reason for every approval that does not count.
@@ -238,19 +259,22 @@ def count_approvals(
     eligible = policy.index.approver_roles.get(gate.name, frozenset(gate.approvals.approver_roles))
     distinct = gate.approvals.distinct_from
     expire_after = gate.approvals.expire_after
-    current = _aware(now)
+    current = aware(now)
     counted: list[str] = []
     discarded: list[tuple[str, str]] = []
-    for fact in sorted(approvals, key=lambda f: _aware(f.time)):
-        who = fact.approver
-        age = current - _aware(fact.time)
-        if who in counted:
+    for fact in sorted(approvals, key=lambda f: aware(f.time)):
+        approver = fact.approver
+        age = current - aware(fact.time)
+        if approver in counted:
             why = "duplicate: an approval by the same person already counts"
-        elif not _holds_any(policy, Subject(who, fact.groups), eligible, model):
-            why = f"not an approver: holds none of {_roles_phrase(gate, eligible)} on model {model}"
-        elif "requester" in distinct and who == requester:
+        elif not holds_any(policy, Subject(approver, fact.groups, workspace), eligible, model):
+            why = (
+                f"not an approver: holds none of {_roles_phrase(gate, eligible)} on model "
+                f"{model}{where(policy, Subject(approver, workspace=workspace))}"
+            )
+        elif "requester" in distinct and approver == requester:
             why = "is the requester; the gate requires a different approver"
-        elif "version_creator" in distinct and creator is not None and who == creator:
+        elif "version_creator" in distinct and creator is not None and approver == creator:
             why = "created the version; the gate requires a different approver"
         elif expire_after is not None and age > expire_after:
             why = (
@@ -258,9 +282,9 @@ def count_approvals(
                 f"{format_duration(expire_after)}"
             )
         else:
-            counted.append(who)
+            counted.append(approver)
             continue
-        discarded.append((who, why))
+        discarded.append((approver, why))
     return GateReport(
         required=required,
         valid=len(counted),
@@ -297,7 +321,7 @@ def may_approve(policy: Policy, gate: Gate, model: str, subject: Subject) -> Dec
 def may_break_glass(policy: Policy, gate: Gate, model: str, subject: Subject) -> Decision:
     """Whether ``subject`` holds one of the gate's ``break_glass_roles`` on ``model``."""
     roles = frozenset(gate.break_glass_roles)
-    phrase = _list_phrase("role", gate.break_glass_roles) if roles else "a break-glass role"
+    phrase = list_phrase("role", gate.break_glass_roles) if roles else "a break-glass role"
     return _role_decision(policy, subject, model, roles, f"break glass on gate {gate.name}", phrase)
 
 
@@ -322,50 +346,6 @@ def protected_by(
     return None
 
 
-def _candidate_bindings(policy: Policy, user: str, groups: frozenset[str]) -> Sequence[int]:
-    by_principal = policy.index.by_principal
-    found: list[tuple[int, ...]] = []
-    for key in (f"user:{user}", "user:*"):
-        ids = by_principal.get(key)
-        if ids:
-            found.append(ids)
-    for group in groups:
-        ids = by_principal.get(f"group:{group}")
-        if ids:
-            found.append(ids)
-    if not found:
-        return ()
-    if len(found) == 1:
-        return found[0]
-    # File order matters: the first granting binding is the rule reported.
-    return sorted({i for ids in found for i in ids})
-
-
-def _covers(binding: Binding, model: str | None) -> bool:
-    if model is None:
-        return binding.model_globs.everything
-    return binding.model_globs.match(model)
-
-
-def _held_roles(policy: Policy, subject: Subject, model: str | None) -> dict[str, str]:
-    held: dict[str, str] = {}
-    for i in _candidate_bindings(policy, subject.user, effective_groups(policy, subject)):
-        binding = policy.bindings[i]
-        if _covers(binding, model):
-            held.setdefault(binding.role, f"bindings[{i}] (role {binding.role})")
-    return held
-
-
-def _holds_any(policy: Policy, subject: Subject, roles: frozenset[str], model: str) -> bool:
-    if not roles:
-        return False
-    for i in _candidate_bindings(policy, subject.user, effective_groups(policy, subject)):
-        binding = policy.bindings[i]
-        if binding.role in roles and _covers(binding, model):
-            return True
-    return False
-
-
 def _role_decision(
     policy: Policy,
     subject: Subject,
@@ -374,34 +354,30 @@ def _role_decision(
     action: str,
     roles_phrase: str,
 ) -> Decision:
-    held = _held_roles(policy, subject, model)
+    held = held_roles(policy, subject, model)
+    place = where(policy, subject)
     for role, rule in held.items():
         if role in roles:
-            return Decision(True, "allow", rule, f"{subject.user} holds role {role} on {model}")
+            return Decision(
+                True, "allow", rule, f"{subject.user} holds role {role} on {model}{place}"
+            )
     groups = effective_groups(policy, subject)
     if not roles:
-        return _not_granted(
+        return not_granted(
             policy,
             rule="default-deny",
             reason=f"no role may {action}",
             hint="A policy admin must name the roles allowed to do so in the gate.",
         )
-    return _not_granted(
+    return not_granted(
         policy,
         rule="default-deny",
-        reason=f"{_who(subject.user, groups)} holds none of {roles_phrase} on model {model}",
-        hint=f"Ask for {roles_phrase} on model '{model}'.",
+        reason=f"{who(subject.user, groups)} holds none of {roles_phrase} on model {model}{place}",
+        hint=f"Ask for {roles_phrase} on model '{model}'{place}.",
     )
 
 
-def _not_granted(policy: Policy, *, rule: str, reason: str, hint: str | None) -> Decision:
-    if policy.enforcing:
-        return Decision(False, "deny", rule, reason, hint)
-    # Audit-only: the action proceeds, but the record says what enforcement would do.
-    return Decision(True, "would-deny", "mode audit-only", reason, hint)
-
-
-def _hint(policy: Policy, perm: Permission, model: str | None) -> str:
+def _hint(policy: Policy, subject: Subject, perm: Permission, model: str | None) -> str:
     ranked = _roles_granting(policy, perm)
     if not ranked:
         return (
@@ -411,7 +387,7 @@ def _hint(policy: Policy, perm: Permission, model: str | None) -> str:
     narrow = [role for role in ranked if not policy.roles[role].grant.everything][:2]
     scope = f" on model '{model}'" if model is not None else " on every model"
     return (
-        f"Ask for role {' or '.join(narrow or ranked[:1])}{scope}; "
+        f"Ask for role {' or '.join(narrow or ranked[:1])}{scope}{where(policy, subject)}; "
         f"roles granting it: {', '.join(ranked)}."
     )
 
@@ -425,30 +401,13 @@ def _roles_granting(policy: Policy, perm: Permission) -> list[str]:
     return [role.name for role in index.alias_roles if role.grant.grants(perm)]
 
 
-def _who(user: str, groups: frozenset[str]) -> str:
-    if not groups:
-        return f"{user} (no groups)"
-    return f"{user} (groups: {', '.join(sorted(groups))})"
-
-
 def _scope(model: str | None) -> str:
     return f"on model '{model}'" if model is not None else "on every model"
 
 
 def _roles_phrase(gate: Gate, eligible: frozenset[str]) -> str:
     if gate.approvals.approver_roles:
-        return _list_phrase("role", gate.approvals.approver_roles)
+        return list_phrase("role", gate.approvals.approver_roles)
     if eligible:
-        return _list_phrase("role", tuple(sorted(eligible)))
+        return list_phrase("role", tuple(sorted(eligible)))
     return f"a holder of 'approve:{gate.name}'"
-
-
-def _list_phrase(noun: str, names: Sequence[str]) -> str:
-    if len(names) == 1:
-        return f"{noun} {names[0]}"
-    return f"{noun}s {' or '.join(names)}"
-
-
-def _aware(moment: datetime) -> datetime:
-    # Databases often hand back naive UTC datetimes; comparing them with aware ones raises.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)

@@ -31,11 +31,13 @@ from mlflow_governance.policy.model import (
 from mlflow_governance.policy.permissions import (
     PERMISSION_FORMS,
     STAGES,
+    WORKSPACE_FORM,
     Permission,
     alias_name_problem,
     canonical_stage,
     glob_problem,
     parse_permission,
+    workspace_glob_problem,
 )
 
 TOP_KEYS: tuple[str, ...] = (
@@ -48,7 +50,7 @@ TOP_KEYS: tuple[str, ...] = (
     "protect_delete",
     "notifications",
 )
-BINDING_KEYS: tuple[str, ...] = ("role", "principals", "models")
+BINDING_KEYS: tuple[str, ...] = ("role", "principals", "models", "workspaces")
 PRINCIPAL_FORMS: tuple[str, ...] = ("user:NAME", "group:NAME", "user:*")
 _SECTION_NOUNS: dict[Path, str] = {("roles",): "role", ("gates",): "gate", ("groups",): "group"}
 
@@ -243,7 +245,9 @@ def _read_bindings(reader: Reader, value: object, roles: Mapping[str, Role]) -> 
     bindings: list[Binding] = []
     for i, entry in enumerate(value):
         path: Path = ("bindings", i)
-        data = reader.mapping(path, entry, BINDING_KEYS, what="role, principals and models")
+        data = reader.mapping(
+            path, entry, BINDING_KEYS, what="role, principals, models and workspaces"
+        )
         if data is None:
             continue
         role = None
@@ -258,9 +262,28 @@ def _read_bindings(reader: Reader, value: object, roles: Mapping[str, Role]) -> 
         models = reader.globs((*path, "models"), data.get("models", ["*"]), what="model globs")
         if isinstance(data.get("models"), list) and not data["models"]:
             reader.add((*path, "models"), "an empty list makes the binding grant nothing")
+        workspaces = _read_workspaces(reader, (*path, "workspaces"), data.get("workspaces", ["*"]))
         if role is not None and principals:
-            bindings.append(Binding(role, principals, models or ("*",)))
+            bindings.append(Binding(role, principals, models or ("*",), workspaces or ("*",)))
     return bindings
+
+
+def _read_workspaces(reader: Reader, path: Path, value: object) -> tuple[str, ...]:
+    items = reader.string_items(path, value, what="workspace globs")
+    if items is None:
+        return ()
+    if not items and isinstance(value, list):
+        reader.add(
+            path, "an empty list makes the binding grant nothing; omit it for every workspace"
+        )
+    good = []
+    for i, pattern in items:
+        problem = workspace_glob_problem(pattern)
+        if problem:
+            reader.add((*path, i), problem, WORKSPACE_FORM)
+        else:
+            good.append(pattern)
+    return tuple(dict.fromkeys(good))
 
 
 def _read_principals(reader: Reader, path: Path, value: object) -> tuple[str, ...] | None:
@@ -316,13 +339,17 @@ def _check_references(
                     tuple(f"approve:{gate}" for gate in gates),
                 )
     for gate in gates.values():
-        for key, names in (
-            ("approvals.approver_roles", gate.approvals.approver_roles),
-            ("break_glass_roles", gate.break_glass_roles),
-        ):
+        named: list[tuple[Path, tuple[str, ...]]] = [
+            (("approvals", "approver_roles"), gate.approvals.approver_roles),
+            (("break_glass_roles",), gate.break_glass_roles),
+        ]
+        named += [
+            (("checks", "tags", tag, "set_by"), r) for tag, r in gate.checks.tag_set_by.items()
+        ]
+        for where, names in named:
             for i, role_name in enumerate(names):
                 if role_name not in roles:
-                    path: Path = ("gates", gate.name, *key.split("."), i)
+                    path: Path = ("gates", gate.name, *where, i)
                     reader.add(path, f"unknown role '{role_name}'", tuple(roles))
 
 

@@ -14,12 +14,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from mlflow_governance.policy.permissions import (
-    PERMISSION_FORMS,
-    GlobSet,
-    Permission,
-    parse_permission,
-)
+from mlflow_governance.policy._index import PolicyIndex, TagWriters
+from mlflow_governance.policy.permissions import GlobSet, Permission, parse_permission
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -29,6 +25,9 @@ APPLY_MODES: tuple[str, ...] = ("automatic", "manual")
 DISTINCT_FROM: tuple[str, ...] = ("requester", "version_creator")
 METRIC_OPERATORS: tuple[str, ...] = (">=", ">", "<=", "<", "==", "!=")
 NOTIFICATION_TYPES: tuple[str, ...] = ("webhook", "sqs", "sns", "eventbridge")
+#: MLflow's name for the workspace of a server without workspaces (and of a subject whose
+#: workspace is not given).
+DEFAULT_WORKSPACE = "default"
 #: The event types of SPEC section 8, which notification ``events`` globs must match.
 EVENT_TYPES: tuple[str, ...] = (
     "model_version.registered",
@@ -186,21 +185,27 @@ class Role:
 
 @dataclass(frozen=True)
 class Binding:
-    """Grants a role to principals on the models matching some globs.
+    """Grants a role to principals on the models matching some globs, in some workspaces.
 
     Attributes:
         role: The role name.
         principals: ``user:NAME``, ``group:NAME`` or ``user:*`` (everyone).
         models: fnmatch-style globs on registered model names.
+        workspaces: fnmatch-style globs on MLflow workspace names; the binding applies only
+            to subjects acting in a matching workspace (``default`` when the server has no
+            workspaces).
     """
 
     role: str
     principals: tuple[str, ...]
     models: tuple[str, ...] = ("*",)
+    workspaces: tuple[str, ...] = ("*",)
     model_globs: GlobSet = field(init=False, repr=False, compare=False)
+    workspace_globs: GlobSet = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_globs", GlobSet.of(self.models))
+        object.__setattr__(self, "workspace_globs", GlobSet.of(self.workspaces))
 
 
 @dataclass(frozen=True)
@@ -235,6 +240,21 @@ class Approvals:
 
 
 @dataclass(frozen=True)
+class MetricProvenance:
+    """Where a checked metric must come from, beyond its value.
+
+    Attributes:
+        logged_before_request: The metric must have been logged strictly before the move
+            was asked for, so a better number logged afterwards does not count.
+        not_by_requester: The metric must have been logged by someone other than the
+            person asking for the move (and by someone known).
+    """
+
+    logged_before_request: bool = False
+    not_by_requester: bool = False
+
+
+@dataclass(frozen=True)
 class Checks:
     """What the version itself must show before the move.
 
@@ -242,11 +262,17 @@ class Checks:
         metrics: Metric name to the condition it must meet.
         tags: Tag name to the exact value it must have.
         signature_required: The version's model must carry a signature.
+        metric_provenance: For metrics with provenance requirements only: where the value
+            must come from.
+        tag_set_by: For tags with trusted writers only: the roles allowed to set, change
+            or delete the tag on the models this gate covers.
     """
 
     metrics: FrozenMap[str, MetricCondition] = field(default_factory=FrozenMap)
     tags: FrozenMap[str, str] = field(default_factory=FrozenMap)
     signature_required: bool = False
+    metric_provenance: FrozenMap[str, MetricProvenance] = field(default_factory=FrozenMap)
+    tag_set_by: FrozenMap[str, tuple[str, ...]] = field(default_factory=FrozenMap)
 
 
 @dataclass(frozen=True)
@@ -331,83 +357,6 @@ class Notification:
 
 
 @dataclass(frozen=True)
-class PolicyIndex:
-    """Lookups precomputed from a policy so each decision is a few dict hits.
-
-    Attributes:
-        user_groups: User to the policy groups listing them.
-        by_principal: ``user:X``/``group:G``/``user:*`` to the indexes of its bindings.
-        approver_roles: Gate name to the roles whose holders may approve it.
-        granting: Each non-alias permission to the roles granting it, narrowest first
-            (refusal hints name them).
-        alias_roles: Roles that grant some alias, narrowest first.
-        gates_by_stage: Lower-cased stage name to the gates targeting it, in file order.
-        alias_gates: Gates with alias targets, in file order.
-    """
-
-    user_groups: Mapping[str, frozenset[str]]
-    by_principal: Mapping[str, tuple[int, ...]]
-    approver_roles: Mapping[str, frozenset[str]]
-    granting: Mapping[str, tuple[str, ...]]
-    alias_roles: tuple[Role, ...]
-    gates_by_stage: Mapping[str, tuple[Gate, ...]]
-    alias_gates: tuple[Gate, ...]
-
-    @classmethod
-    def of(cls, policy: Policy) -> PolicyIndex:
-        """Build the index of ``policy``."""
-        user_groups: dict[str, set[str]] = {}
-        for group, members in policy.groups.items():
-            for member in members:
-                user_groups.setdefault(member, set()).add(group)
-        by_principal: dict[str, list[int]] = {}
-        for i, binding in enumerate(policy.bindings):
-            for principal in dict.fromkeys(binding.principals):
-                by_principal.setdefault(principal, []).append(i)
-        approver_roles: dict[str, frozenset[str]] = {}
-        for gate in policy.gates.values():
-            if gate.approvals.approver_roles:
-                approver_roles[gate.name] = frozenset(gate.approvals.approver_roles)
-            else:
-                wanted = Permission("approve", gate.name)
-                approver_roles[gate.name] = frozenset(
-                    role.name for role in policy.roles.values() if role.grant.grants(wanted)
-                )
-        # Least privilege first: a hint should suggest the narrowest role that would do.
-        ranked = sorted(
-            policy.roles.values(), key=lambda role: (role.grant.everything, len(role.permissions))
-        )
-        vocabulary = {parse_permission(text) for text in PERMISSION_FORMS if "<" not in text}
-        vocabulary |= {Permission("approve", name) for name in policy.gates}
-        vocabulary |= {
-            permission
-            for role in ranked
-            for permission in map(parse_permission, role.permissions)
-            if permission is not None and permission.kind == "approve"
-        }
-        granting = {
-            permission.text: tuple(role.name for role in ranked if role.grant.grants(permission))
-            for permission in vocabulary
-            if permission is not None
-        }
-        gates_by_stage: dict[str, list[Gate]] = {}
-        for gate in policy.gates.values():
-            for stage in gate.stage_keys:
-                gates_by_stage.setdefault(stage, []).append(gate)
-        return cls(
-            user_groups={user: frozenset(groups) for user, groups in user_groups.items()},
-            by_principal={p: tuple(ids) for p, ids in by_principal.items()},
-            approver_roles=approver_roles,
-            granting=granting,
-            alias_roles=tuple(
-                role for role in ranked if role.grant.everything or role.grant.aliases.patterns
-            ),
-            gates_by_stage={stage: tuple(gates) for stage, gates in gates_by_stage.items()},
-            alias_gates=tuple(g for g in policy.gates.values() if g.targets.aliases),
-        )
-
-
-@dataclass(frozen=True)
 class Policy:
     """A whole policy file.
 
@@ -454,6 +403,7 @@ def default_policy() -> Policy:
 
 __all__ = [
     "APPLY_MODES",
+    "DEFAULT_WORKSPACE",
     "DISTINCT_FROM",
     "EVENT_TYPES",
     "METRIC_OPERATORS",
@@ -465,11 +415,13 @@ __all__ = [
     "FrozenMap",
     "Gate",
     "MetricCondition",
+    "MetricProvenance",
     "Notification",
     "Policy",
     "PolicyIndex",
     "Role",
     "RoleGrant",
+    "TagWriters",
     "Targets",
     "default_policy",
 ]

@@ -138,6 +138,35 @@ def glob_problem(pattern: str) -> str | None:
     return None
 
 
+#: How MLflow names workspaces, as shown when a ``workspaces`` glob could match none.
+WORKSPACE_FORM: tuple[str, ...] = ("lowercase letters, digits and '-', e.g. team-a", "ml-*", "*")
+# MLflow's rule: 2 to 63 lowercase letters, digits and inner hyphens.
+_WORKSPACE_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\Z")
+_BRACKETS = re.compile(r"\[!?\]?[^\]]*\]")
+
+
+def workspace_glob_problem(pattern: str) -> str | None:
+    """Say why a ``workspaces`` glob is wrong or could match no workspace, else ``None``.
+
+    MLflow workspace names are lowercase, so ``Team-A`` would silently match nothing; a
+    binding that quietly applies nowhere is the kind of mistake the loader exists to catch.
+    """
+    problem = glob_problem(pattern)
+    if problem:
+        return f"bad glob: {problem}"
+    if not has_magic(pattern):
+        if len(pattern) < 2 or not _WORKSPACE_NAME.match(pattern):
+            return f"'{pattern}' is not an MLflow workspace name"
+        return None
+    literal = _BRACKETS.sub("", pattern)
+    if any(
+        not (char.isascii() and (char.islower() or char.isdigit()))
+        for char in literal.replace("-", "").replace("*", "").replace("?", "")
+    ):
+        return f"'{pattern}' can match no MLflow workspace name"
+    return None
+
+
 def has_magic(pattern: str) -> bool:
     """Whether ``pattern`` contains glob wildcards (``*``, ``?``, ``[``)."""
     return any(char in pattern for char in "*?[")

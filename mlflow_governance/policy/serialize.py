@@ -2,6 +2,8 @@
 
 The output is the policy file format with every default spelled out, so
 ``load_policy_text(yaml.safe_dump(policy_to_dict(p)))`` gives back a policy equal to ``p``.
+Metric and tag checks keep their short form (``accuracy: ">= 0.95"``) unless they carry
+provenance requirements or trusted writers, which only the long form can say.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
                 "role": binding.role,
                 "principals": list(binding.principals),
                 "models": list(binding.models),
+                "workspaces": list(binding.workspaces),
             }
             for binding in policy.bindings
         ],
@@ -56,17 +59,33 @@ def _gate_to_dict(gate: Gate) -> dict[str, Any]:
                 format_duration(approvals.expire_after) if approvals.expire_after else None
             ),
         },
-        "checks": {
-            "metrics": {name: str(cond) for name, cond in gate.checks.metrics.items()},
-            "tags": dict(gate.checks.tags),
-            "signature_required": gate.checks.signature_required,
-        },
+        "checks": _checks_to_dict(gate),
         "apply": gate.apply,
         "rollback_approvals": gate.rollback_approvals,
         "break_glass_roles": list(gate.break_glass_roles),
         "archive_existing": gate.archive_existing,
         "models": list(gate.models),
     }
+
+
+def _checks_to_dict(gate: Gate) -> dict[str, Any]:
+    checks = gate.checks
+    metrics: dict[str, Any] = {}
+    for name, condition in checks.metrics.items():
+        wanted = checks.metric_provenance.get(name)
+        if wanted is None:
+            metrics[name] = str(condition)
+        else:
+            metrics[name] = {
+                "condition": str(condition),
+                "logged_before_request": wanted.logged_before_request,
+                "not_by_requester": wanted.not_by_requester,
+            }
+    tags: dict[str, Any] = {}
+    for name, value in checks.tags.items():
+        writers = checks.tag_set_by.get(name)
+        tags[name] = value if writers is None else {"value": value, "set_by": list(writers)}
+    return {"metrics": metrics, "tags": tags, "signature_required": checks.signature_required}
 
 
 def _notification_to_dict(notification: Notification) -> dict[str, Any]:

@@ -128,6 +128,7 @@ class TestRoundTrip:
             "role": "promoter",
             "principals": ["group:ml-engineers"],
             "models": ["*"],
+            "workspaces": ["*"],
         }
         assert data["gates"]["production"]["approvals"] == {
             "required": 2,
