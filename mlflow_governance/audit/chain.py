@@ -135,11 +135,31 @@ class VerifyResult:
     problem: str | None = None
 
 
+class UnreadableRow(Exception):
+    """Raised by a row source when a stored row cannot be read back as an audit row.
+
+    Someone edited it behind the plugin's back into something its column types do not
+    allow (a ``time`` of ``garbage`` on SQLite, ``infinity`` on PostgreSQL, a zero date on
+    MariaDB). :func:`verify_rows` turns it into a broken chain at that row, so one bad row
+    is reported like any other tampering instead of ending the walk with a traceback.
+
+    Attributes:
+        row_id: The id of the row.
+        what: What could not be read, e.g. ``its time could not be read (...)``.
+    """
+
+    def __init__(self, row_id: int, what: str) -> None:
+        super().__init__(f"row {row_id}: {what}")
+        self.row_id = row_id
+        self.what = what
+
+
 def verify_rows(rows: Iterable[Mapping[str, Any]]) -> VerifyResult:
     """Walk rows in id order and check ids, links and hashes.
 
     Args:
-        rows: Audit rows ordered by id, as mappings.
+        rows: Audit rows ordered by id, as mappings. The source may raise
+            :class:`UnreadableRow` for a row it cannot read; the walk stops there.
 
     Returns:
         The first problem found, or success with the row count and chain head.
@@ -147,41 +167,45 @@ def verify_rows(rows: Iterable[Mapping[str, Any]]) -> VerifyResult:
     expected_prev = GENESIS_HASH
     expected_id = 1
     count = 0
-    for row in rows:
+
+    def broken(row_id: int, problem: str) -> VerifyResult:
+        return VerifyResult(False, count, expected_id - 1, expected_prev, row_id, problem)
+
+    source = iter(rows)
+    while True:
+        try:
+            row = next(source, None)
+        except UnreadableRow as exc:
+            # Rows missing before it are the first problem, as they would be for a row
+            # that could be read.
+            if exc.row_id > expected_id:
+                return broken(exc.row_id, _missing(expected_id, exc.row_id))
+            return broken(exc.row_id, f"row {exc.row_id}: {exc.what}")
+        if row is None:
+            return VerifyResult(True, count, expected_id - 1, expected_prev)
         row_id = int(row["id"])
         if row_id != expected_id:
-            missing = (
-                f"{expected_id}" if row_id == expected_id + 1 else f"{expected_id}..{row_id - 1}"
-            )
-            return VerifyResult(
-                False,
-                count,
-                expected_id - 1,
-                expected_prev,
-                row_id,
-                f"row {row_id}: rows {missing} are missing (deleted)",
-            )
+            return broken(row_id, _missing(expected_id, row_id))
         if row["prev_hash"] != expected_prev:
-            return VerifyResult(
-                False,
-                count,
-                row_id - 1,
-                expected_prev,
+            return broken(
                 row_id,
                 f"row {row_id}: its link to row {row_id - 1} does not match "
                 "(the row before it was edited or deleted)",
             )
-        actual = row_hash(row)
+        try:
+            actual = row_hash(row)
+        except (TypeError, ValueError) as exc:  # a value JSON cannot represent
+            return broken(row_id, f"row {row_id}: its content cannot be hashed ({exc})")
         if actual != row["hash"]:
-            return VerifyResult(
-                False,
-                count,
-                row_id - 1,
-                expected_prev,
+            return broken(
                 row_id,
                 f"row {row_id}: its content does not match its hash (the row was edited)",
             )
         expected_prev = row["hash"]
         expected_id += 1
         count += 1
-    return VerifyResult(True, count, expected_id - 1, expected_prev)
+
+
+def _missing(expected_id: int, row_id: int) -> str:
+    missing = f"{expected_id}" if row_id == expected_id + 1 else f"{expected_id}..{row_id - 1}"
+    return f"row {row_id}: rows {missing} are missing (deleted)"

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from mlflow_governance.audit.chain import VerifyResult, format_time, verify_rows
+from mlflow_governance.audit.chain import UnreadableRow, VerifyResult, format_time, verify_rows
 from mlflow_governance.audit.tables import HEAD_ROW_ID, audit_head, audit_log
 from mlflow_governance.audit.writer import DECISION_DENY
 from mlflow_governance.exceptions import InvalidRequest
@@ -85,20 +85,110 @@ def _naive_utc(value: datetime) -> datetime:
 
 
 def _iter_rows(connection: sa.Connection) -> Iterator[Mapping[str, Any]]:
+    """Every audit row in id order, for verification.
+
+    Raises:
+        UnreadableRow: At a row edited into something its column types do not allow,
+            after every row before it was yielded.
+    """
     # Keyset pages keep memory flat on a long log without holding a server-side cursor.
     last = 0
     while True:
-        page = connection.execute(
-            sa.select(audit_log)
-            .where(audit_log.c.id > last)
-            .order_by(audit_log.c.id)
-            .limit(_VERIFY_BATCH)
-        ).all()
-        if not page:
+        rows: Iterable[Mapping[str, Any]]
+        try:
+            rows = [
+                dict(row._mapping)
+                for row in connection.execute(
+                    sa.select(audit_log)
+                    .where(audit_log.c.id > last)
+                    .order_by(audit_log.c.id)
+                    .limit(_VERIFY_BATCH)
+                )
+            ]
+        except _READ_ERRORS as exc:
+            if _connection_lost(exc):
+                raise
+            # Some row of the page cannot be converted: read it again row by row so the
+            # rows before the bad one are still checked and the bad one is named.
+            rows = _rows_one_by_one(connection, last, exc)
+        count = 0
+        for row in rows:
+            problem = _type_problem(row)
+            if problem is not None:
+                raise UnreadableRow(int(row["id"]), problem)
+            yield row
+            last = int(row["id"])
+            count += 1
+        if not count:
             return
-        for row in page:
-            yield dict(row._mapping)
-        last = page[-1].id
+
+
+#: What a driver or SQLAlchemy raises for a stored value it cannot convert (a SQLite time
+#: of "garbage", a PostgreSQL time of "infinity", text that is not UTF-8).
+_READ_ERRORS = (sa.exc.DBAPIError, ValueError, ArithmeticError, TypeError)
+
+#: ``(column, Python type, nullable)`` of every audit column, as the chain hashes it.
+_COLUMN_TYPES = tuple((c.name, c.type.python_type, c.nullable) for c in audit_log.columns)
+
+
+def _connection_lost(exc: Exception) -> bool:
+    return isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+
+
+def _type_problem(row: Mapping[str, Any]) -> str | None:
+    """Why a row read from the database is not an audit row (e.g. MariaDB hands back a
+    zero date as a string), or None."""
+    for name, expected, nullable in _COLUMN_TYPES:
+        value = row[name]
+        if value is None:
+            if not nullable:
+                return f"its {name} is empty"
+        elif not isinstance(value, expected):
+            return f"its {name} could not be read as {expected.__name__}: {_clip(repr(value))}"
+    return None
+
+
+def _rows_one_by_one(
+    connection: sa.Connection, after: int, page_error: Exception
+) -> Iterator[Mapping[str, Any]]:
+    """One page of rows read singly, raising :class:`UnreadableRow` at the bad one."""
+    c = audit_log.c
+    ids = connection.execute(
+        sa.select(c.id).where(c.id > after).order_by(c.id).limit(_VERIFY_BATCH)
+    ).scalars()
+    for row_id in list(ids):
+        try:
+            row = connection.execute(sa.select(audit_log).where(c.id == row_id)).one()
+        except _READ_ERRORS as exc:
+            if _connection_lost(exc):
+                raise
+            raise UnreadableRow(row_id, _unreadable_columns(connection, row_id, exc)) from exc
+        yield dict(row._mapping)
+    # Every row read singly: the page failed for a reason that was not in a row.
+    raise page_error
+
+
+def _unreadable_columns(connection: sa.Connection, row_id: int, error: Exception) -> str:
+    """Which columns of one row cannot be read, and why (e.g. ``its time could not be
+    read (Couldn't parse datetime string: 'garbage')``)."""
+    failing: list[str] = []
+    first: Exception | None = None
+    for column in audit_log.columns:
+        try:
+            connection.execute(sa.select(column).where(audit_log.c.id == row_id)).one()
+        except _READ_ERRORS as exc:
+            if _connection_lost(exc):
+                raise
+            failing.append(column.name)
+            first = first or exc
+    if not failing:  # no single column fails: not this row's content after all
+        raise error
+    cause = first.orig if isinstance(first, sa.exc.DBAPIError) else first
+    return f"its {', '.join(failing)} could not be read ({_clip(str(cause).splitlines()[0])})"
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
