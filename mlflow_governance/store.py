@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 import sqlalchemy
@@ -37,6 +38,7 @@ from mlflow.utils.validation import (
     _validate_webhook_name,
     _validate_webhook_url,
 )
+from sqlalchemy.orm import Session
 
 from mlflow_governance import db
 from mlflow_governance.audit import capture
@@ -48,13 +50,20 @@ from mlflow_governance.audit.writer import (
 from mlflow_governance.errors import governance_cause, to_mlflow
 from mlflow_governance.exceptions import GovernanceError, PermissionDenied
 from mlflow_governance.identity import Identity, current_identity
-from mlflow_governance.policy import Policy, Subject, authorize
+from mlflow_governance.policy import Policy, Subject, authorize, gates_for
 from mlflow_governance.policy_source import PolicySource
 from mlflow_governance.rbac import write_permission
+from mlflow_governance.state import FOLDING_DIALECTS, LockedModel, lock_model
 from mlflow_governance.store_base import GovernedStoreBase
+from mlflow_governance.workflow.effects import (
+    delete_verdict,
+    follow_rename,
+    rename_verdict,
+    request_hook,
+)
 from mlflow_governance.workflow.gate import GateKeeper
-from mlflow_governance.workflow.moves import Move
-from mlflow_governance.workflow.requests import Target
+from mlflow_governance.workflow.moves import Move, Verdict
+from mlflow_governance.workflow.requests import ALIAS, STAGE, Target
 
 _logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,10 +119,18 @@ class GovernedStore(GovernedStoreBase):
         details: dict[str, Any] | None = None,
         move: Move | None = None,
         identity: Identity | None = None,
-        protect: bool = False,
+        effects: Effects | None = None,
     ) -> T:
-        """The single governed write path: decide, audit, run MLflow's write, commit both."""
+        """The single governed write path: decide, audit, run MLflow's write, commit both.
+
+        What needs only the policy (the permission of the method) is decided first. What
+        depends on registry state (gates, renames, deletions, canonical names) is decided
+        by ``op.decide`` inside MLflow's own write session, on the model's locked row, so
+        nothing can change between the check and the write. A refusal rolls that
+        transaction back and is audited in a transaction of its own.
+        """
         identity = identity or current_identity()
+        op: capture.Operation | None = None
         try:
             policy = self._policy()
             op = capture.Operation(
@@ -131,55 +148,139 @@ class GovernedStore(GovernedStoreBase):
             if stage is not None:
                 op.details.setdefault("stage", stage)
             if policy is not None:
-                self._decide(policy, method, op, stage=stage, move=move, protect=protect)
+                self._decide_early(policy, method, op, stage, move, effects)
             with capture.running(op):
                 result = call()
             if not op.written:  # nothing reached a write session: record the call alone
                 self.audit_alone(op)
             return result
         except GovernanceError as exc:
-            raise to_mlflow(exc) from None
+            raise to_mlflow(self._settle(exc, op, move)) from None
         except MlflowException as exc:
             cause = governance_cause(exc)
             if cause is not None:
-                raise to_mlflow(cause) from None
+                raise to_mlflow(self._settle(cause, op, move)) from None
             raise
 
-    def _decide(
+    def _decide_early(
         self,
         policy: Policy,
         method: str,
         op: capture.Operation,
-        *,
         stage: str | None,
         move: Move | None,
-        protect: bool,
+        effects: Effects | None,
     ) -> None:
-        if move is not None:
-            self.gatekeeper.guard(op.identity, policy, move, op)
-            return
-        subject = Subject(op.identity.user, op.identity.groups)
+        if move is None:
+            self._permission(policy, method, op, stage)
+        elif move.target.kind == STAGE and any(
+            g.archive_existing for g in gates_for(policy, move.model, stage=move.target.name)
+        ):
+            # The gate's archive_existing is part of every move into its stage; MLflow
+            # takes the flag before its session opens, so it is settled here.
+            move.archive_existing = True
+        if op.model is not None and (move is not None or effects is not None or self._folding):
+            op.decide = partial(self._decide_locked, policy, method, op, stage, move, effects)
+
+    def _permission(
+        self, policy: Policy, method: str, op: capture.Operation, stage: str | None
+    ) -> None:
+        """The method's own permission, from the policy alone; raises when refused."""
         permission = write_permission(method, stage=stage, alias=op.alias)
-        decision = authorize(policy, subject, permission, op.model)
+        decision = authorize(policy, self._subject(op.identity), permission, op.model)
         op.decision, op.rule, op.reason = decision.effect, decision.rule, decision.reason
-        hint = decision.hint
-        if decision.effect != DECISION_DENY and protect and op.model is not None:
-            guard = self._protected(policy, op.model, op.version)
-            if guard is not None:
-                op.rule = "protect_delete"
-                op.reason = guard
-                hint = "Move the version out of the protected stage or alias first."
-                op.decision = DECISION_DENY if policy.enforcing else DECISION_WOULD_DENY
         if op.decision == DECISION_DENY:
-            self.audit_alone(op)
-            raise PermissionDenied(
-                actor=op.identity.user,
-                action="delete" if protect else permission,
-                resource=_resource(op.model, op.version),
-                reason=op.reason or "",
-                rule=op.rule,
-                hint=hint,
+            raise _Refused(Verdict(op.rule, op.reason or "", decision.hint, action=permission))
+
+    def _decide_locked(
+        self,
+        policy: Policy,
+        method: str,
+        op: capture.Operation,
+        stage: str | None,
+        move: Move | None,
+        effects: Effects | None,
+        session: Session,
+    ) -> None:
+        """Decide on the model's locked row, inside MLflow's write session."""
+        assert op.model is not None
+        op.hooks.clear()  # a retried transaction decides afresh
+        locked = lock_model(session, self, op.model)
+        if locked is None:
+            return  # no such model: MLflow refuses the write with its own error
+        if locked.name != op.model:
+            # The database compares names case- and accent-insensitively: decide on the
+            # model the write will really change, not on the caller's spelling.
+            op.details.setdefault("requested_name", op.model)
+            op.model = locked.name
+            if move is not None:
+                move.model = locked.name
+            else:
+                self._permission(policy, method, op, stage)
+        verdict: Verdict | None = None
+        if move is not None:
+            if move.target.kind == ALIAS:
+                spelled = locked.alias_spelling(move.target.name)
+                if spelled != move.target.name:
+                    op.details.setdefault("requested_alias", move.target.name)
+                    move.target = Target(ALIAS, spelled)
+                    op.alias = spelled
+            verdict = self.gatekeeper.guard(op.identity, policy, move, op, locked)
+        if verdict is None and effects is not None:
+            verdict = effects(policy, self._subject(op.identity), locked, op)
+        if verdict is None:
+            return
+        op.rule, op.reason, op.request_id = verdict.rule, verdict.reason, verdict.request_id
+        if not policy.enforcing:
+            op.decision = DECISION_WOULD_DENY
+            return
+        raise _Refused(verdict)
+
+    def _settle(
+        self, exc: GovernanceError, op: capture.Operation | None, move: Move | None
+    ) -> GovernanceError:
+        """Turn a refusal into the audited PermissionDenied, once its write rolled back.
+
+        A move held back by a gate opens (or reuses) the pending request here, in a
+        transaction of its own, so the refusal can name it.
+        """
+        if not isinstance(exc, _Refused) or op is None:
+            return exc
+        verdict = exc.verdict
+        request_id, hint = verdict.request_id, verdict.hint
+        if verdict.open_request and move is not None and move.version is not None:
+            from mlflow_governance.workflow.service import Workflow
+
+            view = Workflow(self).open_request(
+                op.identity,
+                move.model,
+                move.version,
+                move.target,
+                comment="opened by a refused registry call",
+                archive_existing=move.archive_existing,
+                rollback=move.rollback,
             )
+            request_id = view.id
+            hint = f"Request #{view.id} is open: mlflow-governance approve {view.id}"
+        op.decision, op.rule, op.reason = DECISION_DENY, verdict.rule, verdict.reason
+        op.request_id = request_id
+        self.audit_alone(op)
+        return PermissionDenied(
+            actor=op.identity.user,
+            action=verdict.action or op.action,
+            resource=_resource(op.model, op.version),
+            reason=verdict.reason,
+            rule=verdict.rule,
+            hint=hint,
+            request_id=request_id,
+        )
+
+    def _subject(self, identity: Identity) -> Subject:
+        return Subject(identity.user, identity.groups)
+
+    @property
+    def _folding(self) -> bool:
+        return self.engine.dialect.name in FOLDING_DIALECTS
 
     def _refuse_reserved_tag(
         self, method: str, key: str, model: str, version: int | None = None
@@ -278,11 +379,24 @@ class GovernedStore(GovernedStoreBase):
     def rename_registered_model(self, name: Any, new_name: Any) -> Any:
         _validate_model_renaming(new_name)  # MLflow's order: the new name first
         _validate_model_name(name)
+
+        def effects(
+            policy: Policy, subject: Subject, locked: LockedModel, op: capture.Operation
+        ) -> Verdict | None:
+            verdict = rename_verdict(policy, subject, locked, new_name)
+            if verdict is None:
+                op.hooks.append(
+                    request_hook(locked, op, version=None, why=f"model renamed to '{new_name}'")
+                )
+                op.hooks.append(lambda conn: follow_rename(conn, locked, new_name))
+            return verdict
+
         return self._govern(
             "rename_registered_model",
             lambda: super(GovernedStore, self).rename_registered_model(name, new_name),
             model=name,
             details={"new_name": new_name},
+            effects=effects,
         )
 
     def delete_registered_model(self, name: Any) -> Any:
@@ -291,7 +405,7 @@ class GovernedStore(GovernedStoreBase):
             "delete_registered_model",
             lambda: super(GovernedStore, self).delete_registered_model(name),
             model=name,
-            protect=True,
+            effects=_deleting(None, "model deleted"),
         )
 
     def set_registered_model_tag(self, name: Any, tag: Any) -> Any:
@@ -404,7 +518,7 @@ class GovernedStore(GovernedStoreBase):
             lambda: super(GovernedStore, self).delete_model_version(name, version),
             model=name,
             version=version,
-            protect=True,
+            effects=_deleting(version, f"version {version} deleted"),
         )
 
     def set_model_version_tag(self, name: Any, version: Any, tag: Any) -> Any:
@@ -535,6 +649,33 @@ class GovernedWorkspaceStore(WorkspaceAwareMixin, GovernedStore):
         pass
 
 
+class _Refused(GovernanceError):
+    """A refusal decided inside a write; :meth:`GovernedStore._settle` audits and raises it."""
+
+    error_code = "PERMISSION_DENIED"
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.reason)
+        self.verdict = verdict
+
+
+#: A state-dependent rule for a write: given the policy, the actor and the locked model,
+#: why the write is refused (or None); it may add commit hooks to the operation.
+Effects = Callable[[Policy, Subject, LockedModel, capture.Operation], Verdict | None]
+
+
+def _deleting(version: int | None, why: str) -> Effects:
+    def effects(
+        policy: Policy, subject: Subject, locked: LockedModel, op: capture.Operation
+    ) -> Verdict | None:
+        verdict = delete_verdict(policy, subject, locked, version)
+        if verdict is None:
+            op.hooks.append(request_hook(locked, op, version=version, why=why))
+        return verdict
+
+    return effects
+
+
 def _marking_writes(managed: Callable[..., Any]) -> Callable[..., Any]:
 
     @contextmanager
@@ -542,6 +683,9 @@ def _marking_writes(managed: Callable[..., Any]) -> Callable[..., Any]:
         with managed(read_only=read_only) as session:
             if not read_only:
                 session.info[capture.WRITE_SESSION] = True
+                op = capture.current()
+                if op is not None and op.decide is not None:
+                    op.decide(session)
             yield session
 
     return make_session

@@ -28,9 +28,10 @@ from mlflow_governance.audit.writer import DECISION_DENY, append
 from mlflow_governance.errors import to_mlflow
 from mlflow_governance.exceptions import PermissionDenied
 from mlflow_governance.identity import Identity, current_identity
-from mlflow_governance.policy import Policy, Subject, authorize, protected_by
+from mlflow_governance.policy import Policy, Subject, authorize
 from mlflow_governance.policy_source import PolicySource
 from mlflow_governance.reads import name_clause, readable_globs
+from mlflow_governance.workflow.requests import VersionIdentity
 
 # The model-name globs the current reader may see, while a governed search runs.
 _READ_SCOPE: ContextVar[tuple[str, ...] | None] = ContextVar(
@@ -70,6 +71,29 @@ class GovernedStoreBase(SqlAlchemyStore):
         """The newest version per stage, without read checks."""
         return list(SqlAlchemyStore.get_latest_versions(self, name, stages))
 
+    def raw_identity(self, name: str, version: int) -> tuple[str, VersionIdentity]:
+        """The stored spelling of a live version's model name, and the version's identity.
+
+        Raises:
+            MlflowException: RESOURCE_DOES_NOT_EXIST for a missing version.
+        """
+        mv = self.raw_version(name, version)  # MLflow's own 404 for a missing version
+        with self.ManagedSessionMaker() as session:
+            model = (
+                self._get_query(session, SqlRegisteredModel)
+                .filter(SqlRegisteredModel.name == mv.name)
+                .one()
+            )
+            return str(model.name), VersionIdentity(
+                str(model.workspace) if self.supports_workspaces else None,
+                int(model.creation_time),
+                int(mv.creation_timestamp),
+            )
+
+    def active_workspace(self) -> str | None:
+        """The MLflow workspace of the current call, on workspace-aware stores."""
+        return self._get_active_workspace() if self.supports_workspaces else None
+
     def _newest_policy(self) -> tuple[int, str] | None:
         from mlflow_governance.workflow.tables import policies
 
@@ -95,26 +119,6 @@ class GovernedStoreBase(SqlAlchemyStore):
             )
             return None
         return loaded.policy
-
-    def _protected(self, policy: Policy, model: str, version: int | None) -> str | None:
-        if not policy.protect_delete:
-            return None
-        if version is None:
-            versions = list(
-                SqlAlchemyStore.search_model_versions(
-                    self, f"name = '{_quote(model)}'", max_results=10000
-                )
-            )
-        else:
-            versions = [self.raw_version(model, version)]
-        for mv in versions:
-            entry = protected_by(policy, stage=mv.current_stage, aliases=mv.aliases or ())
-            if entry is not None:
-                return (
-                    f"version {mv.version} holds protected {entry} "
-                    f"(protect_delete: {', '.join(policy.protect_delete)})"
-                )
-        return None
 
     def require(self, identity: Identity, permission: str, model: str | None, action: str) -> None:
         """Refuse, and audit the refusal, unless the policy grants ``permission``.
@@ -254,7 +258,3 @@ class GovernedStoreBase(SqlAlchemyStore):
     ) -> Any:
         with self._read_scope():
             return super().search_model_versions(filter_string, max_results, order_by, page_token)
-
-
-def _quote(name: str) -> str:
-    return name.replace("'", "\\'")

@@ -69,6 +69,10 @@ class Operation:
     #: Work that must commit with the change (e.g. marking a request applied); each gets
     #: the transaction's connection and may raise to roll the change back.
     hooks: list[Callable[[Any], None]] = field(default_factory=list)
+    #: The decision that depends on registry state, run by the write session as it
+    #: opens, before MLflow reads anything: it locks what it reads and may raise to
+    #: refuse, which rolls the whole transaction back.
+    decide: Callable[[Session], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,11 @@ class Change:
 
 
 _operation: ContextVar[Operation | None] = ContextVar("mlflow_governance_operation", default=None)
+
+
+def current() -> Operation | None:
+    """The governed call in progress, if any."""
+    return _operation.get()
 
 
 @contextmanager

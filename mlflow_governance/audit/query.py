@@ -372,7 +372,11 @@ def _lineage(connection: sa.Connection, model: str) -> list[tuple[str, int, int 
 
 
 def history(
-    connection: sa.Connection, model: str, at: datetime | None = None
+    connection: sa.Connection,
+    model: str,
+    at: datetime | None = None,
+    *,
+    workspace: str | None = None,
 ) -> list[HistoryEvent]:
     """Every stage and alias change of a model, from the audit log, oldest first.
 
@@ -383,6 +387,8 @@ def history(
         connection: An open connection.
         model: The registered model name.
         at: Only changes up to this time.
+        workspace: On workspace-aware servers, only changes in this workspace (a model
+            of the same name in another workspace is another model).
 
     Returns:
         The events.
@@ -405,6 +411,8 @@ def history(
     )
     if at is not None:
         query = query.where(c.time <= _naive_utc(at))
+    if workspace is not None:
+        query = query.where(c.workspace == workspace)
     events = []
     for row in connection.execute(query):
         common = {

@@ -216,11 +216,27 @@ class WorkflowBase:
         versions = self.store.raw_latest_versions(model, [target.name])
         return int(versions[0].version) if versions else None
 
-    def _exists(self, model: str, version: int) -> bool:
+    def _held_then(self, model: str, version: int, when: str) -> bool:
+        """Whether the live version ``version`` is the one that held a target at ``when``.
+
+        A version (and its model) created after that moment carries the name and number
+        of another, deleted one.
+        """
         try:
-            return self.store.raw_version(model, version).current_stage != "Deleted_Internal"
+            _, bound = self.store.raw_identity(model, version)
+        except Exception:  # deleted, or never existed
+            return False
+        moment = datetime.fromisoformat(when.rstrip("Z")).replace(tzinfo=timezone.utc)
+        millis = int(moment.timestamp() * 1000)
+        return (bound.model_created or 0) <= millis and (bound.version_created or 0) <= millis
+
+    def _bound(self, view: rq.RequestView) -> bool:
+        """Whether the version a request was filed for still exists as it was."""
+        try:
+            _, bound = self.store.raw_identity(view.model, view.version)
         except Exception:
             return False
+        return view.identity.matches(bound)
 
     @staticmethod
     def _entry(

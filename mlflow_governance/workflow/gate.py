@@ -2,11 +2,14 @@
 
 A stock ``transition_model_version_stage`` or ``set_registered_model_alias`` call, the
 automatic apply at the last approval, ``promote`` and ``rollback`` all pass through
-:meth:`GateKeeper.guard`. It lets a move through when the policy grants it and no gate
+:meth:`GateKeeper.guard`, inside the write's own transaction on the model's locked
+row. It lets a move through when the policy grants it and no gate
 applies, when an approved request for exactly that move satisfies the gate now, or when
 the actor holds a break-glass role (which leaves a review request open). Otherwise it
-refuses, and for someone allowed to ask it opens (or reuses) the pending request and
-names it in the refusal. Stages and aliases are governed alike, so an alias is never a
+refuses, saying whether the pending request should be opened (or reused) for someone
+allowed to ask. The guard returns a :class:`~mlflow_governance.workflow.moves.Verdict`
+and calls nothing back: the store audits the refusal and opens the request once the
+write's transaction is rolled back. Stages and aliases are governed alike, so an alias is never a
 way around a stage gate, and moving out of a gated stage needs the same right as moving in.
 """
 
@@ -15,13 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from mlflow_governance.audit.writer import (
-    DECISION_ALLOW,
-    DECISION_DENY,
-    DECISION_WOULD_DENY,
-    AuditEntry,
-)
-from mlflow_governance.exceptions import Conflict, PermissionDenied
+from mlflow_governance.audit.writer import DECISION_ALLOW, AuditEntry, utc_now
+from mlflow_governance.exceptions import Conflict
 from mlflow_governance.policy import (
     Decision,
     Gate,
@@ -35,7 +33,7 @@ from mlflow_governance.policy import (
 )
 from mlflow_governance.workflow import requests as rq
 from mlflow_governance.workflow.facts import version_facts
-from mlflow_governance.workflow.moves import GateStatus, Move, _fact, _held_by
+from mlflow_governance.workflow.moves import GateStatus, Move, Verdict, _fact, _held_by
 from mlflow_governance.workflow.tables import (
     APPLIED,
     APPROVED,
@@ -49,17 +47,18 @@ from mlflow_governance.workflow.tables import (
 if TYPE_CHECKING:
     from mlflow_governance.audit.capture import Operation
     from mlflow_governance.identity import Identity
-    from mlflow_governance.store import GovernedStore
+    from mlflow_governance.state import LockedModel, VersionState
+    from mlflow_governance.store_base import GovernedStoreBase
 
 
 class GateKeeper:
     """Decides gated moves for one governed store.
 
     Args:
-        store: The governed store (for raw reads, the engine and the tracking URI).
+        store: The governed store (for raw reads outside a write and the tracking URI).
     """
 
-    def __init__(self, store: GovernedStore) -> None:
+    def __init__(self, store: GovernedStoreBase) -> None:
         self.store = store
 
     # ------------------------------------------------------------------ evaluation
@@ -74,14 +73,20 @@ class GateKeeper:
         request: rq.RequestView | None,
         *,
         rollback: bool = False,
+        held: VersionState | None = None,
     ) -> GateStatus:
-        """Evaluate a gate's checks (and a request's approvals) for a version now."""
-        from mlflow_governance.workflow.service import utc_now
+        """Evaluate a gate's checks (and a request's approvals) for a version now.
 
-        mv = self.store.raw_version(model, version)
-        facts = version_facts(
-            mv, (gate,), self.store.tracking_uri, self.store.raw_download_uri(model, version)
-        )
+        Args:
+            held: The version as the current write transaction sees it; without it the
+                version is read on its own (for reports outside a write).
+        """
+        if held is not None:
+            mv, download_uri = held.entity(), held.download_uri
+        else:
+            mv = self.store.raw_version(model, version)
+            download_uri = self.store.raw_download_uri(model, version)
+        facts = version_facts(mv, (gate,), getattr(self.store, "tracking_uri", None), download_uri)
         checks = evaluate_checks(gate, facts)
         rollback = rollback or (request is not None and request.kind == KIND_ROLLBACK)
         if rollback or (target.kind == rq.ALIAS and facts.current_stage in gate.targets.stages):
@@ -114,99 +119,133 @@ class GateKeeper:
         request: rq.RequestView | None,
         *,
         rollback: bool = False,
+        held: VersionState | None = None,
     ) -> tuple[GateStatus, ...]:
         """:meth:`status` for each gate in front of a move: every one must pass."""
         return tuple(
-            self.status(policy, gate, model, version, target, request, rollback=rollback)
+            self.status(policy, gate, model, version, target, request, rollback=rollback, held=held)
             for gate in gates
         )
 
     # ------------------------------------------------------------------ the guard
 
-    def guard(self, identity: Identity, policy: Policy, move: Move, op: Operation) -> None:
-        """Decide a move; fill ``op`` with the verdict; raise when it is refused.
+    def guard(
+        self, identity: Identity, policy: Policy, move: Move, op: Operation, locked: LockedModel
+    ) -> Verdict | None:
+        """Decide a move inside its write transaction, on the model's locked row.
 
         Args:
             identity: The actor.
             policy: The policy in force.
-            move: The move.
-            op: The operation about to run; gets decision, rule, reason, request id and
-                the in-transaction hooks.
+            move: The move, its model spelled as stored.
+            op: The operation about to run; gets rule, reason, request id and the
+                in-transaction hooks (marking a request applied, opening a review).
+            locked: The model, locked by the write's transaction.
 
-        Raises:
-            PermissionDenied: Refused in ``enforce`` mode (already audited; a request may
-                have been opened and is named in the message).
+        Returns:
+            None when the move may go ahead, else why it is refused.
         """
         subject = Subject(identity.user, identity.groups)
-        refusal = self._target_refusal(identity, policy, subject, move, op)
-        if refusal is None and op.request_id is None and not op.details.get("break_glass"):
+        held = locked.version(move.version) if move.version is not None else None
+        if move.version is not None and held is None:
+            return None  # no such version: MLflow refuses the write with its own error
+        verdict = self._target_refusal(identity, policy, subject, move, op, locked, held)
+        if verdict is None and op.request_id is None and not op.details.get("break_glass"):
             # A move through a satisfied gate (an approved request, break glass) was
             # sanctioned as a whole, leaving the current stage included: the production
             # gate's approvers let a version leave a gated Staging. Direct moves need the
             # right to leave a gated stage as well as the right to enter the target.
-            refusal = self._exit_refusal(policy, subject, move)
-        if refusal is None:
-            return
-        rule, reason, hint, request_id = refusal
-        op.rule, op.reason, op.request_id = rule, reason, request_id
-        if not policy.enforcing:
-            op.decision = DECISION_WOULD_DENY
-            return
-        op.decision = DECISION_DENY
-        self.store.audit_alone(op)
-        raise PermissionDenied(
-            actor=identity.user,
-            action=move.permission if not move.removing else f"remove {move.target}",
-            resource=_resource(move),
-            reason=reason,
-            rule=rule,
-            hint=hint,
-            request_id=request_id,
-        )
+            verdict = self._exit_refusal(policy, subject, move, held)
+        if verdict is None:
+            verdict = self._archive_refusal(policy, subject, move, op, locked)
+        return verdict
 
     def _exit_refusal(
-        self, policy: Policy, subject: Subject, move: Move
-    ) -> tuple[str, str, str | None, int | None] | None:
-        if move.target.kind != rq.STAGE or move.version is None:
+        self, policy: Policy, subject: Subject, move: Move, held: VersionState | None
+    ) -> Verdict | None:
+        if move.target.kind != rq.STAGE or held is None:
             return None
-        if not any(
-            g.targets.stages and g.model_globs.match(move.model) for g in policy.gates.values()
-        ):
-            return None  # no stage of this model is gated: skip reading the version
-        current = self.store.raw_version(move.model, move.version).current_stage
+        current = held.stage
         if current == move.target.name or not gates_for(policy, move.model, stage=current):
             return None
         decision = authorize(policy, subject, f"transition:{current}", move.model)
         if decision.granted:
             return None
-        return (
+        return Verdict(
             decision.rule,
             f"version {move.version} stands in gated stage {current}; moving it out needs "
             f"'transition:{current}' as moving in does ({decision.reason})",
             decision.hint,
-            None,
+            action=move.permission,
         )
 
+    def _archive_refusal(
+        self, policy: Policy, subject: Subject, move: Move, op: Operation, locked: LockedModel
+    ) -> Verdict | None:
+        """Archiving the other versions of the target stage moves them too.
+
+        It is part of the move when the approved request being applied included it,
+        when a gate in front of the target says ``archive_existing``, or in a break-glass
+        move; otherwise the actor needs what moving those versions needs.
+        """
+        if move.target.kind != rq.STAGE or not move.archive_existing:
+            return None
+        others = [v.number for v in locked.in_stage(move.target.name) if v.number != move.version]
+        if not others:
+            return None
+        applied: rq.RequestView | None = move.notes.get("request")
+        gates = gates_for(policy, move.model, stage=move.target.name)
+        if (
+            (applied is not None and applied.archive_existing)
+            or any(g.archive_existing for g in gates)
+            or op.details.get("break_glass")
+        ):
+            return None
+        needed = ["transition:Archived"] + ([f"transition:{move.target.name}"] if gates else [])
+        for permission in needed:
+            decision = authorize(policy, subject, permission, move.model)
+            if decision.refused:
+                listed = ", ".join(str(v) for v in others)
+                via = (
+                    f"request #{applied.id} was approved without archiving them"
+                    if applied is not None
+                    else "archiving is not part of any approved request"
+                )
+                return Verdict(
+                    decision.rule,
+                    f"the move would archive version(s) {listed} of {move.target.name}; {via}, "
+                    f"and archiving them needs '{permission}' ({decision.reason})",
+                    "Make the move without archive_existing_versions, or request it with "
+                    "archiving included.",
+                    action=move.permission,
+                    request_id=applied.id if applied is not None else None,
+                )
+        return None
+
     def _target_refusal(
-        self, identity: Identity, policy: Policy, subject: Subject, move: Move, op: Operation
-    ) -> tuple[str, str, str | None, int | None] | None:
+        self,
+        identity: Identity,
+        policy: Policy,
+        subject: Subject,
+        move: Move,
+        op: Operation,
+        locked: LockedModel,
+        held: VersionState | None,
+    ) -> Verdict | None:
         granted = authorize(policy, subject, move.permission, move.model)
-        stage = move.target.name if move.target.kind == rq.STAGE else None
-        alias = move.target.name if move.target.kind == rq.ALIAS else None
-        gates = gates_for(policy, move.model, stage=stage, alias=alias)
+        gates = _gates_of(policy, move, locked)
+        action = move.permission if not move.removing else f"remove {move.target}"
         if move.removing or not gates:
             if granted.granted:
                 op.rule, op.reason = granted.rule, granted.reason
                 return None
-            return granted.rule, granted.reason, granted.hint, None
-        assert move.version is not None  # only removals have no version
+            return Verdict(granted.rule, granted.reason, granted.hint, action=action)
+        assert move.version is not None and held is not None  # only removals have none
         # Several gates may guard one target: each must be satisfied (and may break glass).
         gate = gates[0]
         op.details["gate"] = gate.name if len(gates) == 1 else [g.name for g in gates]
-        if move.target.kind == rq.STAGE and any(g.archive_existing for g in gates):
-            move.archive_existing = True
-        request = self._approved_request(move)
-        held_back: tuple[str, str, str | None, int | None] | None = None
+        request, stale = self._approved_request(move, locked, held)
+        held_back: Verdict | None = None
         if request is not None:
             may_apply = (
                 move.via_request is not None
@@ -221,32 +260,46 @@ class GateKeeper:
                 move.target,
                 request,
                 rollback=move.rollback,
+                held=held,
             )
             if may_apply and all(st.passed for st in statuses):
-                self._apply_through(op, request, gate)
+                move.notes["request"] = request
+                self._apply_through(op, request, gate, locked)
                 return None
             if not may_apply:
-                held_back = (
+                held_back = Verdict(
                     granted.rule,
                     f"request #{request.id} is approved but {granted.reason}",
                     granted.hint,
-                    request.id,
+                    action=action,
+                    request_id=request.id,
                 )
             else:
                 rule, reason = _held_by(policy, statuses)
-                held_back = (
+                held_back = Verdict(
                     rule,
                     reason,
                     f"Request #{request.id} is approved but cannot apply yet: once the gate "
                     f"passes, apply it with mlflow-governance promote {move.model} "
                     f"{move.version} --to {move.target}",
-                    request.id,
+                    action=action,
+                    request_id=request.id,
                 )
+        elif stale is not None:
+            return Verdict(
+                f"gates.{gate.name}",
+                f"request #{stale} was filed for another version {move.version} of "
+                f"'{move.model}' (the model or version was deleted or renamed and made "
+                "again since); its approvals do not carry over",
+                "Request the move again for this version.",
+                action=action,
+                request_id=stale,
+            )
         # Break glass is for when the gate cannot be satisfied in time, so an approved
         # request that cannot apply (e.g. failing checks) does not stand in its way.
         glass = all(may_break_glass(policy, g, move.model, subject).granted for g in gates)
         if glass and move.via_request is None:
-            self._break_glass(op, move, gate, identity)
+            self._break_glass(op, move, gate, identity, locked.identity(held))
             return None
         if held_back is not None:
             return held_back
@@ -255,34 +308,59 @@ class GateKeeper:
             # Gates of checks only: whoever may move or ask for the move passes them when
             # the checks pass (as a rollback with rollback_approvals: 0 does).
             statuses = self.statuses(
-                policy, gates, move.model, move.version, move.target, None, rollback=move.rollback
+                policy,
+                gates,
+                move.model,
+                move.version,
+                move.target,
+                None,
+                rollback=move.rollback,
+                held=held,
             )
             if all(st.passed for st in statuses):
                 op.rule = f"gates.{gate.name}"
                 op.reason = f"{_names(gates)}: checks pass and no approvals are required"
                 return None
-        return self._refuse_and_request(
-            identity, policy, subject, move, gates, granted, may_request=may_request
+        return self._refusal(
+            identity, policy, subject, move, gates, granted, locked, held, may_request=may_request
         )
 
-    def _approved_request(self, move: Move) -> rq.RequestView | None:
-        with self.store.engine.connect() as conn:
-            if move.via_request is not None:
-                return rq.load(conn, move.via_request)
-            found = rq.search(
-                conn, model=move.model, version=move.version, target=move.target, state=APPROVED
-            )
+    def _approved_request(
+        self, move: Move, locked: LockedModel, held: VersionState
+    ) -> tuple[rq.RequestView | None, int | None]:
+        """The approved request for exactly this version and target.
+
+        Returns:
+            ``(request, None)``, or ``(None, id)`` when the request named to apply was
+            filed for another version that carried the same name and number.
+        """
+        identity = locked.identity(held)
+        conn = locked.connection
+        if move.via_request is not None:
+            view = rq.load(conn, move.via_request)
+            if not view.identity.matches(identity):
+                return None, view.id
+            return view, None
+        found = rq.search(
+            conn,
+            model=move.model,
+            version=move.version,
+            target=move.target,
+            state=APPROVED,
+            identity=identity,
+        )
         # An approved review only acknowledges a break-glass move made already; it must
         # never authorise a later move of the same version to the same target.
-        return next((view for view in found if view.kind != KIND_REVIEW), None)
+        return next((view for view in found if view.kind != KIND_REVIEW), None), None
 
-    def _apply_through(self, op: Operation, request: rq.RequestView, gate: Gate) -> None:
-        from mlflow_governance.workflow.service import utc_now
-
+    def _apply_through(
+        self, op: Operation, request: rq.RequestView, gate: Gate, locked: LockedModel
+    ) -> None:
         op.request_id = request.id
         op.rule = f"gates.{gate.name}"
         op.reason = f"applies approved request #{request.id}"
         op.details["approvers"] = [a.approver for a in request.approvals if a.decision == "approve"]
+        workspace = locked.workspace
 
         def mark_applied(conn: Any) -> None:
             now = utc_now()
@@ -309,15 +387,21 @@ class GateKeeper:
                     request_id=other.id,
                     reason=f"superseded by request #{request.id}, applied",
                     details={"superseded_by": request.id, "target": str(other.target)},
+                    workspace=workspace,
                 )
-                for other in _supersede_others(conn, request, now, op.identity.user)
+                for other in _supersede_others(conn, request, now, op.identity.user, workspace)
             )
 
         op.hooks.append(mark_applied)
 
-    def _break_glass(self, op: Operation, move: Move, gate: Gate, identity: Identity) -> None:
-        from mlflow_governance.workflow.service import utc_now
-
+    def _break_glass(
+        self,
+        op: Operation,
+        move: Move,
+        gate: Gate,
+        identity: Identity,
+        bound: rq.VersionIdentity,
+    ) -> None:
         op.rule = f"gates.{gate.name}.break_glass_roles"
         op.reason = "break-glass move; a post-hoc review request is opened"
         op.details["break_glass"] = True
@@ -338,12 +422,13 @@ class GateKeeper:
                 comment="post-hoc review of a break-glass move",
                 archive_existing=False,
                 now=utc_now(),
+                identity=bound,
             )
             op.request_id = review_id
 
         op.hooks.append(open_review)
 
-    def _refuse_and_request(
+    def _refusal(
         self,
         identity: Identity,
         policy: Policy,
@@ -351,30 +436,40 @@ class GateKeeper:
         move: Move,
         gates: Sequence[Gate],
         granted: Decision,
+        locked: LockedModel,
+        held: VersionState,
         *,
         may_request: bool,
-    ) -> tuple[str, str, str | None, int | None]:
+    ) -> Verdict:
+        """Why the gates hold the move back, counting the pending request's approvals."""
         assert move.version is not None
-        request = None
-        if may_request and policy.enforcing:
-            from mlflow_governance.workflow.service import Workflow
-
-            request = Workflow(self.store).open_request(
-                identity,
-                move.model,
-                move.version,
-                move.target,
-                comment="opened by a refused registry call",
-                archive_existing=move.archive_existing,
-                rollback=move.rollback,
-            )
-        statuses = self.statuses(
-            policy, gates, move.model, move.version, move.target, request, rollback=move.rollback
+        action = move.permission
+        pending = next(
+            (
+                view
+                for view in rq.search(
+                    locked.connection,
+                    model=move.model,
+                    version=move.version,
+                    target=move.target,
+                    state=PENDING,
+                    identity=locked.identity(held),
+                )
+                if view.kind != KIND_REVIEW
+            ),
+            None,
         )
-        if request is None:  # count the no approvals there are, to say what is needed
-            from mlflow_governance.workflow.service import utc_now
-
-            creator = self.store.raw_version(move.model, move.version).user_id
+        statuses = self.statuses(
+            policy,
+            gates,
+            move.model,
+            move.version,
+            move.target,
+            pending,
+            rollback=move.rollback,
+            held=held,
+        )
+        if pending is None:  # count the no approvals there are, to say what is needed
             statuses = tuple(
                 GateStatus(
                     st.gate,
@@ -385,7 +480,7 @@ class GateKeeper:
                         move.model,
                         [],
                         requester=identity.user,
-                        creator=creator,
+                        creator=held.creator,
                         now=utc_now(),
                         rollback=move.rollback,
                     ),
@@ -393,25 +488,52 @@ class GateKeeper:
                 for st in statuses
             )
         rule, reason = _held_by(policy, statuses)
-        if request is not None:
-            return (
-                rule,
-                reason,
-                f"Request #{request.id} is open: mlflow-governance approve {request.id}",
-                request.id,
-            )
-        if may_request:  # audit-only mode: the request enforcement would open is not opened
-            return (rule, reason, granted.hint, None)
+        if may_request:
+            # Enforcing: the store opens (or reuses) the request once this write is rolled
+            # back. Audit-only: the request enforcement would open is not opened.
+            return Verdict(rule, reason, granted.hint, action=action, open_request=policy.enforcing)
         # Neither the move nor a request is granted: the missing permission is the rule
         # that refuses; the gate is what the move would need next.
         asking = authorize(policy, subject, "request", move.model)
         ask = asking.hint or ""
-        return (
+        return Verdict(
             granted.rule,
             f"{granted.reason}, nor 'request' to ask for it; the move is also held by {reason}",
             f"{granted.hint} To ask for the move instead: {ask[:1].lower()}{ask[1:]}",
-            None,
+            action=action,
         )
+
+
+def _gates_of(policy: Policy, move: Move, locked: LockedModel) -> tuple[Gate, ...]:
+    """The gates in front of a move, as the database will compare its alias name.
+
+    On case- and accent-insensitive backends an alias that does not exist yet is created
+    with the caller's spelling and then answers to every spelling that folds alike, so a
+    gate on ``champion`` also guards ``CHAMPION``.
+    """
+    if move.target.kind == rq.STAGE:
+        return gates_for(policy, move.model, stage=move.target.name)
+    gates = gates_for(policy, move.model, alias=move.target.name)
+    if not locked.folding:
+        return gates
+    from mlflow_governance.state import fold
+
+    folded = fold(move.target.name)
+    extra = tuple(
+        gate
+        for gate in policy.gates.values()
+        if gate not in gates
+        and gate.model_globs.match(move.model)
+        and any(gate.alias_globs.match(candidate) for candidate in _spellings(gate, folded))
+    )
+    return gates + extra
+
+
+def _spellings(gate: Gate, folded: str) -> tuple[str, ...]:
+    # The gate's own literal aliases that fold to the caller's alias stand for it.
+    from mlflow_governance.state import fold
+
+    return (folded, *(alias for alias in gate.targets.aliases if fold(alias) == folded))
 
 
 def _names(gates: Sequence[Gate]) -> str:
@@ -421,11 +543,18 @@ def _names(gates: Sequence[Gate]) -> str:
 
 
 def _supersede_others(
-    conn: Any, request: rq.RequestView, now: Any, by: str
+    conn: Any, request: rq.RequestView, now: Any, by: str, workspace: str | None
 ) -> list[rq.RequestView]:
     """Close every other open request for the same target; return those closed."""
     closed = []
-    for other in rq.search(conn, model=request.model, target=request.target, states=OPEN_STATES):
+    for other in rq.search(
+        conn,
+        model=request.model,
+        target=request.target,
+        states=OPEN_STATES,
+        workspace=workspace,
+        any_workspace=False,
+    ):
         if (
             other.id != request.id
             and other.kind != KIND_REVIEW

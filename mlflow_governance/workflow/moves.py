@@ -53,6 +53,31 @@ class Move:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """Why a write is refused, as the gate (or a side-effect rule) decides it.
+
+    The deciding code returns it and acts on nothing: the store writes the deny row,
+    opens the request when asked to, and raises the refusal.
+
+    Attributes:
+        rule: The policy rule that refuses.
+        reason: Why, for people.
+        hint: What would allow it.
+        action: What was asked, as the refusal names it (e.g. ``transition:Production``).
+        request_id: An existing request the refusal concerns.
+        open_request: Whether the refused move should open (or reuse) a pending request
+            for the actor, who may ask for it.
+    """
+
+    rule: str | None
+    reason: str
+    hint: str | None = None
+    action: str | None = None
+    request_id: int | None = None
+    open_request: bool = False
+
+
+@dataclass(frozen=True)
 class GateStatus:
     """Where a version stands against a gate: checks and approvals."""
 

@@ -56,6 +56,25 @@ class Target:
 
 
 @dataclass(frozen=True)
+class VersionIdentity:
+    """What makes a model version the one a request was filed for.
+
+    A name and a number are not enough: a model deleted (or renamed away) and made again
+    under the same name numbers its versions from 1 again, and two workspaces may hold
+    models of one name. MLflow keeps the creation time (ms) of the registered model and
+    of the version; with the workspace they tell such versions apart.
+    """
+
+    workspace: str | None
+    model_created: int | None
+    version_created: int | None
+
+    def matches(self, other: VersionIdentity) -> bool:
+        """Whether both name the same version (an unknown part never matches)."""
+        return self.model_created is not None and self.version_created is not None and self == other
+
+
+@dataclass(frozen=True)
 class ApprovalView:
     """One approver's voice on a request."""
 
@@ -96,6 +115,7 @@ class RequestView:
     applied_at: str | None
     applied_by: str | None
     approvals: tuple[ApprovalView, ...] = ()
+    identity: VersionIdentity = VersionIdentity(None, None, None)
     #: Filled in by the service: what the gate still needs, for people.
     needs: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -122,6 +142,7 @@ class RequestView:
             "applied_at": self.applied_at,
             "applied_by": self.applied_by,
             "needs": self.needs,
+            "workspace": self.identity.workspace,
         }
         data.update(self.extra)
         return data
@@ -159,6 +180,7 @@ def _view(row: Any, votes: Sequence[Any]) -> RequestView:
             )
             for v in votes
         ),
+        identity=VersionIdentity(row.workspace, row.model_created, row.version_created),
     )
 
 
@@ -189,9 +211,19 @@ def search(
     target: Target | None = None,
     states: Sequence[str] | None = None,
     kind: str | None = None,
+    identity: VersionIdentity | None = None,
+    workspace: str | None = None,
+    any_workspace: bool = True,
     limit: int = 1000,
 ) -> list[RequestView]:
-    """Requests matching the filters, newest first, with their approvals."""
+    """Requests matching the filters, newest first, with their approvals.
+
+    Args:
+        identity: Only requests filed for exactly this version (workspace and creation
+            times); the name and number filters still apply.
+        workspace: With ``any_workspace=False``, only requests of this workspace (None:
+            requests made without workspaces).
+    """
     if state is not None and state not in STATES:
         raise InvalidRequest(f"Unknown request state '{state}' (valid: {', '.join(STATES)}).")
     c = requests.c
@@ -208,6 +240,14 @@ def search(
         query = query.where(c.target_kind == target.kind, c.target == target.name)
     if kind is not None:
         query = query.where(c.kind == kind)
+    if identity is not None:
+        query = query.where(
+            _same(c.workspace, identity.workspace),
+            c.model_created == identity.model_created,
+            c.version_created == identity.version_created,
+        )
+    elif not any_workspace:
+        query = query.where(_same(c.workspace, workspace))
     rows = conn.execute(query.order_by(c.id.desc()).limit(limit)).all()
     if not rows:
         return []
@@ -218,6 +258,10 @@ def search(
     ):
         votes[vote.request_id].append(vote)
     return [_view(row, votes[row.id]) for row in rows]
+
+
+def _same(column: Any, value: str | None) -> Any:
+    return column.is_(None) if value is None else column == value
 
 
 def insert(
@@ -233,6 +277,7 @@ def insert(
     comment: str | None,
     archive_existing: bool,
     now: datetime,
+    identity: VersionIdentity,
 ) -> int:
     """Insert a request and return its id."""
     result = conn.execute(
@@ -249,6 +294,9 @@ def insert(
             archive_existing=archive_existing,
             created_at=now,
             updated_at=now,
+            workspace=identity.workspace,
+            model_created=identity.model_created,
+            version_created=identity.version_created,
         )
     )
     return _new_id(result)

@@ -20,7 +20,7 @@ from mlflow_governance.policy import (
     may_break_glass,
 )
 from mlflow_governance.workflow import requests as rq
-from mlflow_governance.workflow._base import WorkflowBase, utc_now
+from mlflow_governance.workflow._base import SYSTEM, WorkflowBase, utc_now
 from mlflow_governance.workflow.moves import GateStatus, Move, _fact
 from mlflow_governance.workflow.tables import (
     APPROVED,
@@ -71,7 +71,9 @@ class Workflow(WorkflowBase):
         """
         policy = self.policy()
         version = int(version)
-        self.store.raw_version(model, version)  # 404 for a missing version
+        # 404 for a missing version; the request is filed under the name as stored and
+        # bound to this very version, not to whatever later carries its name and number.
+        model, bound = self.store.raw_identity(model, version)
         subject = Subject(identity.user, identity.groups)
         permission = Move(model, version, target).permission
         gates = self._gates(policy, model, target)
@@ -95,7 +97,12 @@ class Workflow(WorkflowBase):
         kind = KIND_ROLLBACK if rollback else KIND_PROMOTION
         with self.engine.begin() as conn:
             for existing in rq.search(
-                conn, model=model, version=version, target=target, states=OPEN_STATES
+                conn,
+                model=model,
+                version=version,
+                target=target,
+                states=OPEN_STATES,
+                identity=bound,
             ):
                 if existing.kind != KIND_REVIEW:
                     return self._with_needs(existing)
@@ -112,6 +119,7 @@ class Workflow(WorkflowBase):
                 comment=comment,
                 archive_existing=archive_existing or any(g.archive_existing for g in gates),
                 now=now,
+                identity=bound,
             )
             entries = [
                 self._entry(
@@ -124,7 +132,14 @@ class Workflow(WorkflowBase):
                     {"gate": gates[0].name, "kind": kind, "comment": comment},
                 )
             ]
-            for other in rq.search(conn, model=model, target=target, states=OPEN_STATES):
+            for other in rq.search(
+                conn,
+                model=model,
+                target=target,
+                states=OPEN_STATES,
+                workspace=bound.workspace,
+                any_workspace=False,
+            ):
                 if other.id != request_id and other.kind != KIND_REVIEW:
                     rq.transition(
                         conn,
@@ -163,6 +178,7 @@ class Workflow(WorkflowBase):
         """
         policy = self.policy()
         self.expire_stale()
+        self._end_if_gone(request_id)
         satisfied, view, gates = self._vote(identity, request_id, "approve", comment, policy)
         automatic = all(gate.apply == "automatic" for gate in gates)
         if satisfied and view.kind != KIND_REVIEW and automatic:
@@ -189,6 +205,49 @@ class Workflow(WorkflowBase):
         """
         self._vote(identity, request_id, "reject", comment, self.policy())
         return self.get(request_id)
+
+    def _end_if_gone(self, request_id: int) -> None:
+        """Cancel an open request whose version no longer exists as it was filed for.
+
+        Deleting or renaming a model ends its requests in the same transaction; this
+        catches what that cannot (requests filed before requests were bound to versions).
+
+        Raises:
+            Conflict: The request was cancelled, so nothing can be voted or applied.
+        """
+        view = self.get(request_id)
+        if view.state not in OPEN_STATES or view.kind == KIND_REVIEW or self._bound(view):
+            return
+        why = (
+            f"version {view.version} of '{view.model}' no longer exists as it was when the "
+            "request was filed (deleted, or its model deleted or renamed and made again)"
+        )
+        with self.engine.begin() as conn:
+            if rq.transition(
+                conn,
+                request_id,
+                from_states=OPEN_STATES,
+                to_state=CANCELLED,
+                now=utc_now(),
+                by=SYSTEM.user,
+                reason=why,
+            ):
+                append(
+                    conn,
+                    [
+                        self._entry(
+                            SYSTEM,
+                            "cancel_request",
+                            view.model,
+                            view.version,
+                            view.target,
+                            request_id,
+                            {},
+                            reason=f"request #{request_id} cancelled: {why}",
+                        )
+                    ],
+                )
+        raise Conflict(f"Request #{request_id} was cancelled: {why}. Request the move again.")
 
     def _vote(
         self,
@@ -381,6 +440,7 @@ class Workflow(WorkflowBase):
             Conflict: The request is not approved.
             PermissionDenied: The gate no longer passes, or the actor may not apply it.
         """
+        self._end_if_gone(request_id)
         view = self.get(request_id)
         if view.state != APPROVED:
             raise Conflict(
@@ -430,22 +490,29 @@ class Workflow(WorkflowBase):
 
         with self.engine.connect() as conn:
             entered = [
-                e.version
-                for e in history(conn, model)
+                (e.version, e.time)
+                for e in history(conn, model, workspace=self.store.active_workspace())
                 if e.kind == target.kind
                 and e.name == target.name
                 and e.after is not None
                 and e.version is not None
             ]
         current = self._holder(model, target)
+        # Only a version that is still the one that held the target: a model deleted (or
+        # renamed away) and made again reuses names and numbers for unreviewed versions.
         previous = next(
-            (v for v in reversed(entered) if v != current and self._exists(model, v)), None
+            (
+                v
+                for v, when in reversed(entered)
+                if v != current and self._held_then(model, v, when)
+            ),
+            None,
         )
         if previous is None:
             raise Conflict(
                 f"The audit log shows no earlier holder of {target} for model '{model}' "
-                f"(current: {current if current is not None else 'none'}); nothing to roll "
-                "back to."
+                f"(current: {current if current is not None else 'none'}) that still exists "
+                "as it was then; nothing to roll back to."
             )
         policy = self.policy()
         subject = Subject(identity.user, identity.groups)

@@ -54,6 +54,12 @@ requests = sa.Table(
     sa.Column("closed_reason", sa.Text),
     sa.Column("applied_at", UTC_MICROS),
     sa.Column("applied_by", sa.String(256)),
+    # The identity of what the request moves (migration 0004): the MLflow workspace and
+    # the creation times (ms) of the registered model and the version. NULL on rows
+    # written before 0004, which then match no version and can never apply.
+    sa.Column("workspace", sa.String(63)),
+    sa.Column("model_created", sa.BigInteger),
+    sa.Column("version_created", sa.BigInteger),
     sa.Index("ix_governance_requests_model_state", "model", "state"),
     sa.Index("ix_governance_requests_state", "state"),
 )

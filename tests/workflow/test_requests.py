@@ -150,6 +150,7 @@ def test_applying_a_request_supersedes_any_other_open_one(team: Registry) -> Non
     rid = _open(team, "alice", "fraud", 2, "Production")
     # Two requests opened at the same moment can both stay open (neither saw the other):
     # insert the second as such a race leaves it.
+    _, bound = team.store.raw_identity("fraud", 1)
     with team.store.engine.begin() as conn:
         racer = rq.insert(
             conn,
@@ -163,6 +164,7 @@ def test_applying_a_request_supersedes_any_other_open_one(team: Registry) -> Non
             comment=None,
             archive_existing=True,
             now=utc_now(),
+            identity=bound,
         )
     team.run("dave", lambda: team.gov.approve(rid))
     assert team.run("erin", lambda: team.gov.approve(rid))["state"] == "applied"
