@@ -21,3 +21,8 @@ def team() -> Policy:
 @pytest.fixture(scope="session")
 def strict() -> Policy:
     return load_policy(EXAMPLES / "strict.yaml")
+
+
+@pytest.fixture(scope="session")
+def platform() -> Policy:
+    return load_policy(EXAMPLES / "platform.yaml")

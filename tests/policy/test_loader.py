@@ -111,7 +111,7 @@ gates:
 
 
 class TestRoundTrip:
-    @pytest.mark.parametrize("name", ["open", "team", "strict"])
+    @pytest.mark.parametrize("name", ["open", "team", "strict", "platform"])
     def test_policy_to_dict_round_trips_through_yaml(self, name: str) -> None:
         policy = load_policy(EXAMPLES / f"{name}.yaml")
         again = load_policy_text(yaml.safe_dump(policy_to_dict(policy)))
