@@ -125,11 +125,8 @@ def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, 
         # Hostile input must not turn a refusal into a crash: whatever the database cannot
         # store as is gets a safe form, before hashing, so the chain covers what is stored.
         unstorable = storage.make_storable(row)
-        details = {**entry.details, UNSTORABLE: unstorable} if unstorable else entry.details
-        if details:
-            row["details"] = storage.storable_details(
-                json.dumps(details, sort_keys=True, default=str), unstorable
-            )
+        if entry.details or unstorable:
+            row["details"] = storage.details_text(entry.details, unstorable)
         row["hash"] = prev_hash = row_hash(row)
         rows.append(row)
     if connection.dialect.name == "postgresql" and count == 1:
@@ -399,24 +396,31 @@ class _Storage:
                 row[name] = None
         return unstorable
 
-    def storable_details(self, text: str, unstorable: dict[str, dict[str, Any]]) -> str:
-        """``details`` as JSON text that fits its column (MySQL TEXT holds 64 KiB).
+    def details_text(self, details: dict[str, Any], unstorable: dict[str, Any]) -> str:
+        """``details`` and the ``unstorable`` record as JSON text that fits the column.
 
-        Too long a text is replaced by valid JSON: the ``unstorable`` record (the details'
-        own SHA-256 and length added) and as much of the original text as fits, under
-        ``details_prefix``.
+        JSON escapes NUL and non-ASCII characters itself, so only the length can be a
+        problem (MySQL TEXT holds 64 KiB). Too long a text is replaced by valid JSON: the
+        ``unstorable`` record, with the SHA-256 and length of the call's own details
+        (``json.dumps(details, sort_keys=True)``) added, and as much of that text as fits
+        under ``details_prefix``.
         """
+        merged = {**details, UNSTORABLE: unstorable} if unstorable else details
+        text = json.dumps(merged, sort_keys=True, default=str)
         column = self.details
         if len(text) <= column.fast or column.fits(text):
             return text
-        record = {**unstorable, "details": {"sha256": _sha256(text), "length": len(text)}}
+        original = json.dumps(details, sort_keys=True, default=str)
+        record = {**unstorable, "details": {"sha256": _sha256(original), "length": len(original)}}
 
         def shortened(keep: int) -> str:
-            return json.dumps({UNSTORABLE: record, "details_prefix": text[:keep]}, sort_keys=True)
+            return json.dumps(
+                {UNSTORABLE: record, "details_prefix": original[:keep]}, sort_keys=True
+            )
 
         # JSON escaping lengthens the prefix by a factor that depends on its content, so
         # the longest prefix that fits is searched for: rare, and a few dozen dumps at most.
-        low, high = 0, min(len(text), column.fast)
+        low, high = 0, min(len(original), column.fast)
         while low < high:
             middle = (low + high + 1) // 2
             if column.size(shortened(middle)) <= (column.limit or 0):

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from mlflow_governance.audit.chain import (
     HASHED_FIELDS,
     OPTIONAL_HASHED_FIELDS,
+    UnreadableRow,
     canonical,
     format_time,
     row_hash,
@@ -251,3 +252,40 @@ def test_rows_may_be_any_mapping_and_an_iterator() -> None:
 
     result = verify_rows(dict(items) for items in stream())
     assert result.ok and result.rows == 3
+
+
+def _then_unreadable(rows: list[dict[str, Any]], row_id: int) -> Any:
+    """A row source that yields ``rows``, then cannot read row ``row_id``."""
+    yield from rows
+    raise UnreadableRow(row_id, "its time could not be read (garbage)")
+
+
+def test_an_unreadable_row_is_named_after_the_rows_before_it_are_checked() -> None:
+    rows = make_chain(5)
+    result = verify_rows(_then_unreadable(rows[:2], 3))
+    assert (result.ok, result.broken_id, result.rows, result.head_id) == (False, 3, 2, 2)
+    assert result.head_hash == rows[1]["hash"]
+    assert result.problem == "row 3: its time could not be read (garbage)"
+
+
+def test_a_gap_before_an_unreadable_row_is_the_first_problem() -> None:
+    rows = make_chain(5)
+    result = verify_rows(_then_unreadable(rows[:1], 3))
+    assert (result.ok, result.broken_id, result.rows) == (False, 3, 1)
+    assert result.problem == "row 3: rows 2 are missing (deleted)"
+
+
+def test_a_broken_row_before_an_unreadable_one_is_the_first_problem() -> None:
+    rows = make_chain(5)
+    rows[1] = {**rows[1], "actor": "eve"}
+    result = verify_rows(_then_unreadable(rows[:2], 3))
+    assert (result.ok, result.broken_id) == (False, 2)
+
+
+def test_a_value_json_cannot_hold_is_reported_not_raised() -> None:
+    rows = make_chain(3)
+    rows[1] = {**rows[1], "reason": object()}
+    result = verify_rows(rows)
+    assert (result.ok, result.broken_id, result.rows) == (False, 2, 1)
+    assert result.problem is not None
+    assert result.problem.startswith("row 2: its content cannot be hashed")

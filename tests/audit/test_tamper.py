@@ -9,7 +9,7 @@ leaves a valid but different chain, which only a checkpoint kept elsewhere revea
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,36 +17,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from mlflow.entities.model_registry import ModelVersionTag
 
 from mlflow_governance.audit.chain import HASHED_FIELDS, row_hash
 from mlflow_governance.audit.query import verify as chain_verify
 from mlflow_governance.audit.tables import GENESIS_HASH, HEAD_ROW_ID, audit_head, audit_log
 from mlflow_governance.cli import main
-
-ROWS = 6
-
-
-@pytest.fixture
-def logged(store: Any, as_user: Callable[[str], None]) -> int:
-    """Six audit rows on the parametrised backend."""
-    as_user("alice")
-    store.create_registered_model("fraud")
-    store.create_model_version("fraud", "s3://models/fraud/1")
-    store.create_model_version("fraud", "s3://models/fraud/2")
-    as_user("bob")
-    store.transition_model_version_stage("fraud", 1, "Staging", False)
-    store.set_registered_model_alias("fraud", "champion", 1)
-    store.set_model_version_tag("fraud", 2, ModelVersionTag("validation_status", "passed"))
-    return ROWS
-
-
-@pytest.fixture
-def sql(db_url: str) -> Iterator[sa.Engine]:
-    """The attacker's own connection to the registry database."""
-    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
-    yield engine
-    engine.dispose()
+from tests.audit.conftest import ROWS
 
 
 def verify(registry_uri: str, *extra: str) -> tuple[int, str, dict[str, Any]]:
