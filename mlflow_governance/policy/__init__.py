@@ -20,7 +20,11 @@ Example:
 
 from __future__ import annotations
 
-from mlflow_governance.policy.checks import evaluate_checks, tag_write_decision
+from mlflow_governance.policy.checks import (
+    evaluate_checks,
+    tag_move_decision,
+    tag_write_decision,
+)
 from mlflow_governance.policy.decisions import (
     ApprovalFact,
     CheckResult,
@@ -111,5 +115,6 @@ __all__ = [
     "policy_to_dict",
     "protected_by",
     "roles_of",
+    "tag_move_decision",
     "tag_write_decision",
 ]

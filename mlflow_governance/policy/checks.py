@@ -3,7 +3,8 @@
 A gate's tag check is only as good as the tag: anyone with ``edit`` can set
 ``validation_status: passed``. :func:`tag_write_decision` closes that for tags whose gate
 entry names trusted writers (``set_by``): the store asks it on every version tag write,
-tag deletion and tag given at version creation. A metric check likewise proves only that
+tag deletion and tag given at version creation, and :func:`tag_move_decision` when a
+rename carries tags under another name. A metric check likewise proves only that
 the run holds the number now; the provenance requirements of
 :func:`evaluate_checks` also ask when it was logged and by whom.
 """
@@ -32,7 +33,7 @@ from mlflow_governance.policy.decisions import (
 from mlflow_governance.policy.model import Gate, MetricProvenance, Policy, format_number
 from mlflow_governance.policy.permissions import canonical_stage
 
-__all__ = ["evaluate_checks", "tag_write_decision"]
+__all__ = ["evaluate_checks", "tag_move_decision", "tag_write_decision"]
 
 
 def evaluate_checks(
@@ -217,6 +218,38 @@ def tag_write_decision(policy: Policy, subject: Subject, model: str, key: str) -
         reason=f"{subject.user} holds role {roles} on model '{model}'{place}, trusted by "
         f"gate {gates} to set tag '{key}'",
     )
+
+
+def tag_move_decision(
+    policy: Policy, subject: Subject, model: str, new_model: str, key: str
+) -> Decision | None:
+    """Whether version tag ``key`` may come along when ``model`` becomes ``new_model``.
+
+    Renaming a registered model carries its versions' tags to the new name, where other
+    gates may restrict them: a tag set freely on an ungated ``sandbox-x`` would otherwise
+    arrive already "passed" in a gated ``fraud-x``. A tag every gate restricting it under
+    the new name also restricted under the old one was written by someone those gates
+    trusted; any other restricted tag must be vouched for by the subject, as if written
+    now.
+
+    Args:
+        policy: The policy.
+        subject: Who renames, and in which workspace.
+        model: The model's name now.
+        new_model: The name it is getting.
+        key: A tag key carried by one of its versions.
+
+    Returns:
+        ``None`` when the move needs no decision; else :func:`tag_write_decision` for
+        ``new_model``.
+    """
+    restricting = policy.index.tag_writers.get(fold_tag_key(key))
+    if not restricting:
+        return None
+    before = {id(w) for w in restricting if w.gate.model_globs.match(model)}
+    if all(id(w) in before for w in restricting if w.gate.model_globs.match(new_model)):
+        return None
+    return tag_write_decision(policy, subject, new_model, key)
 
 
 def _refuse_tag(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -85,6 +86,20 @@ def test_durations_print_in_a_form_they_parse_from(seconds: int) -> None:
     assert parse_duration(format_duration(duration)) == duration
 
 
+conditions = st.tuples(
+    st.sampled_from([">=", ">", "<=", "<", "==", "!="]),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+).map(lambda t: f"{t[0]} {t[1]!r}")
+# The short form, or the long one with provenance requirements.
+metric_entries = st.one_of(
+    conditions,
+    st.fixed_dictionaries(
+        {"condition": conditions},
+        optional={"logged_before_request": st.booleans(), "not_by_requester": st.booleans()},
+    ),
+)
+
+
 @st.composite
 def policies(draw: st.DrawFn) -> dict[str, Any]:
     """Valid policy files: groups, roles, bindings and gates that refer to each other."""
@@ -107,7 +122,12 @@ def policies(draw: st.DrawFn) -> dict[str, Any]:
                     "role": st.sampled_from(sorted(roles)),
                     "principals": st.lists(principal, min_size=1, max_size=3),
                 },
-                optional={"models": st.lists(st.sampled_from(["*", "fraud-*", "m?"]), min_size=1)},
+                optional={
+                    "models": st.lists(st.sampled_from(["*", "fraud-*", "m?"]), min_size=1),
+                    "workspaces": st.lists(
+                        st.sampled_from(["*", "default", "team-a", "ml-*"]), min_size=1
+                    ),
+                },
             ),
             max_size=4,
         )
@@ -127,13 +147,21 @@ def policies(draw: st.DrawFn) -> dict[str, Any]:
                 "expire_after": draw(st.sampled_from([None, "90s", "1h30m", "7d"])),
             },
             "checks": {
-                "metrics": draw(
+                "metrics": draw(st.dictionaries(names, metric_entries, max_size=2)),
+                "tags": draw(
                     st.dictionaries(
                         names,
-                        st.tuples(
-                            st.sampled_from([">=", ">", "<=", "<", "==", "!="]),
-                            st.floats(allow_nan=False, allow_infinity=False, width=32),
-                        ).map(lambda t: f"{t[0]} {t[1]!r}"),
+                        st.one_of(
+                            names,
+                            st.fixed_dictionaries(
+                                {
+                                    "value": names,
+                                    "set_by": st.lists(
+                                        st.sampled_from(sorted(roles)), min_size=1, max_size=2
+                                    ),
+                                }
+                            ),
+                        ),
                         max_size=2,
                     )
                 ),
@@ -182,3 +210,35 @@ def test_the_loader_only_ever_raises_policy_file_error(text: str) -> None:
     except PolicyFileError as error:
         assert error.issues
         assert all(issue.message for issue in error.issues)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=60)
+@given(
+    data=policies(),
+    user=names,
+    permission=valid_permissions,
+    workspace=st.sampled_from([None, "default", "team-a", "ml-x", "other"]),
+)
+def test_a_grant_comes_from_a_binding_applying_in_the_workspace(
+    data: dict[str, Any], user: str, permission: str, workspace: str | None
+) -> None:
+    policy = load_policy_text(dump(data))
+    decision = authorize(policy, Subject(user, workspace=workspace), permission, "fraud-x")
+    if decision.granted:
+        index = int(decision.rule.split("[", 1)[1].split("]", 1)[0])
+        assert policy.bindings[index].workspace_globs.match(workspace or "default")
+
+
+@settings(deadline=None, max_examples=30)
+@given(width=st.integers(min_value=2, max_value=12), depth=st.integers(min_value=2, max_value=12))
+def test_alias_bombs_of_any_shape_are_refused_or_small(width: int, depth: int) -> None:
+    lines = ["version: 1", "groups:", f"  l0: &l0 [{', '.join(['x'] * width)}]"]
+    for level in range(1, depth):
+        lines.append(f"  l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * width)}]")
+    started = time.perf_counter()
+    try:
+        load_policy_text("\n".join(lines) + "\n")
+    except PolicyFileError as error:
+        assert error.issues
+    # Whatever the shape, the answer comes at once: nothing is expanded past the budget.
+    assert time.perf_counter() - started < 1.0

@@ -16,6 +16,7 @@ from mlflow_governance.policy import (
     Subject,
     load_policy_text,
     policy_to_dict,
+    tag_move_decision,
     tag_write_decision,
 )
 from tests.policy._support import issues_of, lines
@@ -189,3 +190,29 @@ class TestTagWriteDecision:
             decision.hint
             == "Ask for role v on model 'fraud-detector', or let a holder of it write the tag."
         )
+
+
+class TestTagMoveDecision:
+    """A rename carries version tags to a name other gates may cover."""
+
+    def test_a_tag_moving_into_a_gate_must_be_vouched_for(self) -> None:
+        # Only staging restricts `checked` on "sandbox"; production also does on fraud-*.
+        refused = tag_move_decision(TWO_GATES, Subject("val"), "sandbox", MODEL, "checked")
+        assert refused is not None and refused.refused
+        assert refused.rule == "gates.production.checks.tags.checked.set_by"
+        both = tag_move_decision(TWO_GATES, Subject("both"), "sandbox", MODEL, "checked")
+        assert both is not None and both.granted
+
+    def test_a_tag_the_same_gates_restricted_before_moves_freely(self) -> None:
+        assert tag_move_decision(TWO_GATES, Subject("x"), "fraud-a", "fraud-b", "checked") is None
+        assert tag_move_decision(TWO_GATES, Subject("x"), MODEL, "sandbox", "checked") is None
+        assert tag_move_decision(TWO_GATES, Subject("x"), "a", "b", "unrestricted") is None
+
+    def test_a_tag_from_an_ungated_model_is_checked(self) -> None:
+        policy = load_policy_text(
+            "version: 1\nroles: {v: [edit]}\n"
+            "gates: {g: {targets: {stages: [Staging]}, models: ['fraud-*'], "
+            "checks: {tags: {t: {value: ok, set_by: [v]}}}}}\n"
+        )
+        decision = tag_move_decision(policy, Subject("alice"), "sandbox", "fraud-x", "T")
+        assert decision is not None and decision.refused
