@@ -48,7 +48,7 @@ from mlflow_governance.policy.evaluator import (
     protected_by,
     roles_of,
 )
-from mlflow_governance.policy.loader import load_policy, load_policy_text
+from mlflow_governance.policy.loader import load_policy, load_policy_text, read_policy_file
 from mlflow_governance.policy.model import (
     DEFAULT_WORKSPACE,
     EVENT_TYPES,
@@ -114,6 +114,7 @@ __all__ = [
     "permissions_of",
     "policy_to_dict",
     "protected_by",
+    "read_policy_file",
     "roles_of",
     "tag_move_decision",
     "tag_write_decision",

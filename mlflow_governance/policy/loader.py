@@ -67,22 +67,40 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     Raises:
         PolicyFileError: The file cannot be read or is invalid; lists every issue.
     """
+    return load_policy_text(read_policy_file(path), os.fspath(path))
+
+
+def read_policy_file(path: str | os.PathLike[str]) -> str:
+    """Read a policy file's text, refusing one larger than any policy can be.
+
+    For callers that need the text itself (``policy apply`` stores it); reading no more
+    than the size budget keeps a hostile path (a huge file, a FIFO, ``/dev/zero``) from
+    filling memory before validation can refuse it.
+
+    Args:
+        path: The YAML file.
+
+    Returns:
+        The text, decoded as UTF-8.
+
+    Raises:
+        PolicyFileError: The file cannot be read, is not UTF-8 or is over the size budget.
+    """
     source = os.fspath(path)
     try:
         # Read one byte past the budget and no more: the path may name something endless
-        # (a FIFO, /dev/zero) or huge, and its size on disk may not say so.
+        # or huge, and its size on disk may not say so.
         with FilePath(source).open("rb") as file:
             raw = file.read(MAX_BYTES + 1)
         problem = text_size_problem(len(raw))
         if problem is not None:
             raise PolicyFileError([PolicyIssue(source, 0, 0, "(file)", problem)])
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise PolicyFileError(
             [PolicyIssue(source, 0, 0, "(file)", f"cannot read the policy file: {reason}")]
         ) from exc
-    return load_policy_text(text, source)
 
 
 def load_policy_text(text: str, source: str = "<string>") -> Policy:

@@ -19,6 +19,7 @@ from mlflow_governance.policy import (
     count_approvals,
     load_policy,
     load_policy_text,
+    read_policy_file,
 )
 from mlflow_governance.policy._budget import MAX_ALIASES, MAX_BYTES, MAX_DEPTH, MAX_VALUES
 from mlflow_governance.policy._values import MAX_DURATION, parse_duration
@@ -114,6 +115,14 @@ class TestSizeAndDepth:
         (issue,) = caught.value.issues
         assert issue.file == str(path)
         assert issue.message.startswith(f"the policy is {MAX_BYTES + 1:,} bytes; the limit is")
+
+    def test_read_policy_file_gives_the_text_within_the_budget(self, tmp_path: Path) -> None:
+        path = tmp_path / "policy.yaml"
+        path.write_text("version: 1\n", encoding="utf-8")
+        assert read_policy_file(path) == "version: 1\n"
+        path.write_bytes(b"#" * (MAX_BYTES + 1))
+        with pytest.raises(PolicyFileError, match="the limit is 1,048,576 bytes"):
+            read_policy_file(path)
 
     def test_a_file_that_is_not_utf8_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "latin1.yaml"
