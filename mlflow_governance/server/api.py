@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from mlflow_governance.exceptions import GovernanceError, InvalidRequest
 from mlflow_governance.identity import current_identity
 from mlflow_governance.server._http import exception_response
+from mlflow_governance.server.bounds import parse_id
 from mlflow_governance.server.extension import governance
 from mlflow_governance.server.service import Service
 
@@ -76,19 +77,22 @@ def create_request() -> Response:
     return _json(view.to_dict(), status=201)
 
 
-@blueprint.get("/requests/<int:request_id>")
+# Ids are taken as text and bounded by parse_id: Flask's int converter accepts any number
+# of digits, and a number no column holds would reach the database (HTTP 500).
+@blueprint.get("/requests/<request_id>")
 @_mlflow_errors
-def get_request(request_id: int) -> Response:
+def get_request(request_id: str) -> Response:
     """One request with its approvals and what its gate still needs."""
-    return _json(_service().request(request_id).to_dict())
+    return _json(_service().request(parse_id(request_id, "request_id")).to_dict())
 
 
-@blueprint.post("/requests/<int:request_id>/<any(approve, reject, cancel):action>")
+@blueprint.post("/requests/<request_id>/<any(approve, reject, cancel):action>")
 @_mlflow_errors
-def vote(request_id: int, action: str) -> Response:
+def vote(request_id: str, action: str) -> Response:
     """Approve, reject or cancel a request: ``{"comment"}``."""
+    number = parse_id(request_id, "request_id")
     body = _body()
-    view = _service().vote(request_id, action, body.get("comment"))
+    view = _service().vote(number, action, body.get("comment"))
     return _json(view.to_dict())
 
 

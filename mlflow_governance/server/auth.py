@@ -20,7 +20,14 @@ pre-processing, so basic-auth's hook never runs for those routes, while its
 ``after_request`` hook still does (it keeps withholding run ids a user may not read).
 Every other route falls through to basic-auth unchanged. Nothing in MLflow is patched,
 and no basic-auth grants are written, so an admin cannot accidentally give or take
-registry rights through basic-auth's permission API.
+per-model rights through basic-auth's permission API.
+
+Skipping basic-auth's validators must not skip the one decision of theirs that is not
+about a model: under ``--enable-workspaces`` MLflow keeps users out of workspaces they
+hold no role in. Before serving a governed route the hook therefore asks basic-auth, in
+the request's workspace, whether the user may read (gets, searches, governance reads) or
+use (every write) its registry (:mod:`mlflow_governance.server.mlflow_permissions`), and
+answers 403 otherwise; the policy then decides on the model.
 
 Alternatives rejected: granting every user ``MANAGE`` on ``registered_model:*`` in
 basic-auth's store (state outside the policy that an admin can revoke, and new users
@@ -34,6 +41,14 @@ one of ``MLFLOW_GOVERNANCE_TRUSTED_PROXIES``; any other peer is refused with 403
 trusted peer without the user header with 401. Under uvicorn the check also runs as ASGI
 middleware in front of MLflow's native FastAPI routes (artifacts, gateway, OTLP, jobs),
 which never reach Flask's hooks.
+
+The peer judged is the socket's, never an address a client wrote. uvicorn's proxy-header
+support (on unless ``--no-proxy-headers``) replaces the ASGI scope's ``client`` with the
+``X-Forwarded-For`` value of any connection from its ``--forwarded-allow-ips`` (127.0.0.1
+and ::1 by default), so any local process could claim to be a trusted proxy. The
+middleware therefore reads the peer from the connection itself (:func:`socket_peer`) and
+puts it back in the scope, so Flask's ``remote_addr`` below it is the real peer too. A
+server whose connection it cannot see is refused rather than believed.
 """
 
 from __future__ import annotations
@@ -185,6 +200,32 @@ ASGIApp = Callable[
 ]
 
 
+def socket_peer(receive: Callable[[], Awaitable[Any]]) -> tuple[str, int] | None:
+    """The TCP peer of the connection an ASGI request arrived on, from the socket.
+
+    uvicorn calls the application with a ``receive`` bound to the connection's protocol
+    object, which in each of its HTTP and WebSocket implementations keeps the asyncio
+    transport as ``transport``; the transport reports the peer the kernel saw. The
+    ASGI scope's ``client`` cannot be used: uvicorn's proxy-header support may have
+    replaced it with whatever the client wrote in ``X-Forwarded-For``.
+
+    Args:
+        receive: The ``receive`` callable the server passed to the application.
+
+    Returns:
+        ``(host, port)``, or None when the connection cannot be seen (another server, a
+        Unix socket).
+    """
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    get_extra_info = getattr(transport, "get_extra_info", None)
+    if not callable(get_extra_info):
+        return None
+    peer = get_extra_info("peername")
+    if isinstance(peer, tuple | list) and len(peer) >= 2 and isinstance(peer[0], str):
+        return peer[0], int(peer[1])
+    return None
+
+
 class TrustedProxyMiddleware:
     """ASGI middleware refusing requests that did not come through a trusted proxy.
 
@@ -220,12 +261,21 @@ class TrustedProxyMiddleware:
             key.decode("latin-1").lower(): value.decode("latin-1")
             for key, value in scope.get("headers", [])
         }
-        client = scope.get("client")
-        failure = self.authenticator.check(
-            client[0] if client else None,
-            headers.get(USER_HEADER.lower()),
-            headers.get(GROUPS_HEADER.lower()),
-        )
+        peer = socket_peer(receive)
+        if peer is None:
+            failure: AuthFailure | None = AuthFailure(
+                403,
+                "PERMISSION_DENIED",
+                "Refused: the server cannot see the TCP peer of this connection, so it cannot "
+                "tell a trusted proxy from anyone else. Serve it with MLflow's default server "
+                "(uvicorn).",
+            )
+        else:
+            # Undo uvicorn's X-Forwarded-For rewriting for everything below (Flask too).
+            scope["client"] = peer
+            failure = self.authenticator.check(
+                peer[0], headers.get(USER_HEADER.lower()), headers.get(GROUPS_HEADER.lower())
+            )
         if failure is None:
             await self.app(scope, receive, send)
             return

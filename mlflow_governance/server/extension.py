@@ -12,9 +12,11 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, g, request
+from werkzeug.exceptions import InternalServerError
 
 from mlflow_governance.exceptions import ConfigurationError
 from mlflow_governance.identity import SOURCE_SERVER, Identity, acting_as
+from mlflow_governance.server._http import error_response, request_json
 from mlflow_governance.server.auth import (
     UNPROTECTED_PATHS,
     Authenticator,
@@ -22,6 +24,8 @@ from mlflow_governance.server.auth import (
     TrustedHeaderAuthenticator,
     TrustedProxyMiddleware,
 )
+from mlflow_governance.server.bounds import registry_problem
+from mlflow_governance.server.mlflow_permissions import READ, USE, workspace_refusal
 from mlflow_governance.server.settings import AUTH_BASIC, Settings
 
 if TYPE_CHECKING:
@@ -34,6 +38,10 @@ PAGE_PREFIX = "/governance"
 
 #: MLflow's model-version artifact download (a registry read outside the proto services).
 _EXTRA_REGISTRY_ENDPOINTS = ("serve_model_version_artifact",)
+#: MLflow's registry handlers that only read (gets, searches); the others change something.
+_REGISTRY_READ_PREFIXES = ("_get_", "_search_")
+#: Governance routes that touch no workspace's models: who you are, the rules, the spec.
+_WORKSPACE_NEUTRAL = ("whoami", "policy", "openapi", "static")
 
 _ACTING = "_mlflow_governance_acting"
 
@@ -68,6 +76,8 @@ class Governance:
         self.settings = settings
         self.authenticator: Authenticator | None = None
         self._governed: frozenset[str] = frozenset()
+        self._registry: frozenset[str] = frozenset()
+        self._workspace_scoped: frozenset[str] = frozenset()
         self._unprotected: tuple[str, ...] = UNPROTECTED_PATHS
         self._workflows: dict[int, Workflow] = {}
         self._lock = threading.Lock()
@@ -111,14 +121,21 @@ class Governance:
                 "None of MLflow's model-registry routes is registered on this app; pass "
                 "MLflow's server app (mlflow.server.app) to init_app."
             )
-        self._governed = registry | {
+        ours = {
             name
             for name in app.view_functions
             if name.startswith((f"{api.blueprint.name}.", f"{page.blueprint.name}."))
         }
+        self._registry = registry
+        self._governed = registry | ours
+        self._workspace_scoped = registry | {
+            name for name in ours if name.rsplit(".", 1)[-1] not in _WORKSPACE_NEUTRAL
+        }
         self._unprotected = tuple(static_prefixed(p) for p in UNPROTECTED_PATHS)
         app.before_request(self._before_request)
         app.teardown_request(self._teardown_request)
+        # Flask calls this for every unhandled exception; other routes keep Flask's page.
+        app.register_error_handler(InternalServerError, self._internal_error)
         app.extensions[EXTENSION_KEY] = self
 
     def compose(self, app: Flask, *, asgi: bool) -> Any:
@@ -172,11 +189,46 @@ class Governance:
         if isinstance(result, Response):
             return result
         self._act_as(result)
+        refusal = self._refusal(result.user) if governed else None
+        if refusal is not None:
+            return refusal
         if isinstance(self.authenticator, BasicAuthenticator):
             # Serve governed routes here so basic-auth's authorization (registered after
             # this hook) does not run for them: the policy decides (see the auth module).
             return current_app.dispatch_request()
         return None
+
+    def _refusal(self, user: str) -> Response | None:
+        """What MLflow's workspace boundary or the integer bounds say before the handler."""
+        endpoint = request.endpoint or ""
+        if isinstance(self.authenticator, BasicAuthenticator) and (
+            endpoint in self._workspace_scoped
+        ):
+            reads = (
+                endpoint.startswith(_REGISTRY_READ_PREFIXES)
+                or endpoint in _EXTRA_REGISTRY_ENDPOINTS
+                if endpoint in self._registry
+                else request.method in ("GET", "HEAD")
+            )
+            message = workspace_refusal(user, READ if reads else USE)
+            if message is not None:
+                return error_response("PERMISSION_DENIED", message)
+        if endpoint in self._registry:
+            problem = registry_problem(endpoint, request.args, request_json())
+            if problem is not None:
+                return error_response("INVALID_PARAMETER_VALUE", problem)
+        return None
+
+    def _internal_error(self, exc: InternalServerError) -> Response | InternalServerError:
+        # Flask has logged the exception with its traceback; the caller gets MLflow's JSON
+        # error without it (a traceback tells an attacker more than it helps a user).
+        if request.endpoint not in self._governed:
+            return exc
+        return error_response(
+            "INTERNAL_ERROR",
+            "The server failed to handle this request; its log has the details.",
+            500,
+        )
 
     def _identify_after_basic_auth(self) -> None:
         if g.get(_ACTING) is not None:

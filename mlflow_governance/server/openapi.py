@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlflow_governance.server.bounds import MAX_INT64, MAX_VERSION
 from mlflow_governance.workflow.tables import STATES
 
 OPENAPI_VERSION = "3.1.0"
@@ -134,7 +135,10 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "model": {"type": "string"},
-            "version": {"type": ["integer", "string"]},
+            "version": {
+                "type": ["integer", "string"],
+                "description": f"A version number, 1 to {MAX_VERSION}",
+            },
             "target": {"type": "string", "examples": ["Production", "@champion"]},
             "comment": _nullable("string"),
         },
@@ -172,9 +176,11 @@ SCHEMAS: dict[str, Any] = {
 _ERRORS = {
     "400": "Invalid parameter (INVALID_PARAMETER_VALUE)",
     "401": "Not authenticated (UNAUTHENTICATED)",
-    "403": "Refused by the policy (PERMISSION_DENIED), or an untrusted proxy",
+    "403": "Refused by the policy or MLflow's workspace permissions (PERMISSION_DENIED), "
+    "or an untrusted proxy",
     "404": "No such request (RESOURCE_DOES_NOT_EXIST)",
     "409": "The request is no longer open, or you already voted (RESOURCE_CONFLICT)",
+    "500": "An unexpected server error (INTERNAL_ERROR); the server's log has the details",
 }
 
 
@@ -185,7 +191,7 @@ def _responses(ok: str, schema: str, description: str, *, errors: str = "401") -
             "content": {"application/json": {"schema": _ref(schema)}},
         }
     }
-    for code in errors.split(","):
+    for code in [*errors.split(","), "500"]:
         out[code] = {
             "description": _ERRORS[code],
             "content": {"application/json": {"schema": _ref("Error")}},
@@ -193,13 +199,13 @@ def _responses(ok: str, schema: str, description: str, *, errors: str = "401") -
     return out
 
 
-def _query(name: str, description: str, kind: str = "string") -> dict[str, Any]:
+def _query(name: str, description: str, kind: str = "string", **bounds: int) -> dict[str, Any]:
     return {
         "name": name,
         "in": "query",
         "required": False,
         "description": description,
-        "schema": {"type": kind},
+        "schema": {"type": kind, **bounds},
     }
 
 
@@ -207,7 +213,7 @@ _REQUEST_ID = {
     "name": "request_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "integer"},
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INT64},
 }
 
 
@@ -238,14 +244,16 @@ def build_spec(prefix: str, auth_mode: str) -> dict[str, Any]:
     scheme = "basicAuth" if auth_mode == "basic" else "trustedProxy"
     audit_filters = [
         _query("model", "Only rows about this registered model"),
-        _query("version", "Only rows about this version", "integer"),
+        _query(
+            "version", "Only rows about this version", "integer", minimum=1, maximum=MAX_VERSION
+        ),
         _query("actor", "Only rows by this user"),
         _query("workspace", "Only rows of this MLflow workspace"),
         _query("action", "Only this action, e.g. transition_model_version_stage"),
         _query("decision", "allow, deny or would-deny"),
         _query("since", "From this ISO-8601 time (UTC)"),
         _query("until", "Up to this ISO-8601 time (UTC)"),
-        _query("limit", "At most this many rows (default 100, max 5000)", "integer"),
+        _query("limit", "At most this many rows (default 100, max 5000)", "integer", minimum=1),
         _query("newest_first", "true for newest rows first", "boolean"),
     ]
     paths: dict[str, Any] = {
@@ -276,7 +284,7 @@ def build_spec(prefix: str, auth_mode: str) -> dict[str, Any]:
                 "operationId": "getRequest",
                 "summary": "One request with its approvals and what its gate still needs",
                 "parameters": [_REQUEST_ID],
-                "responses": _responses("200", "Request", "The request", errors="401,403,404"),
+                "responses": _responses("200", "Request", "The request", errors="400,401,403,404"),
             }
         },
         f"{prefix}/requests/{{request_id}}/approve": _vote(
@@ -331,6 +339,7 @@ def build_spec(prefix: str, auth_mode: str) -> dict[str, Any]:
                         "content": {"application/json": {"schema": {"type": "object"}}},
                     },
                     "401": _responses("200", "Error", "")["401"],
+                    "500": _responses("200", "Error", "")["500"],
                 },
             }
         },

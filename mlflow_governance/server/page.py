@@ -30,8 +30,11 @@ from mlflow.exceptions import MlflowException
 from mlflow_governance.errors import to_mlflow
 from mlflow_governance.exceptions import GovernanceError
 from mlflow_governance.identity import current_identity
+from mlflow_governance.server import mlflow_permissions
+from mlflow_governance.server.bounds import parse_id
 from mlflow_governance.server.extension import governance, static_prefixed
 from mlflow_governance.server.service import Service
+from mlflow_governance.server.settings import AUTH_BASIC
 from mlflow_governance.workflow.tables import OPEN_STATES, PENDING, STATES
 
 blueprint = Blueprint(
@@ -174,12 +177,16 @@ def index() -> Response:
     )
 
 
-@blueprint.get("/requests/<int:request_id>")
-def request_detail(request_id: int) -> Response:
-    """One request: the version, its metrics and tags, the gate's needs, the approvals."""
+@blueprint.get("/requests/<request_id>")
+def request_detail(request_id: str) -> Response:
+    """One request: the version, its metrics and tags, the gate's needs, the approvals.
+
+    The version's source run, source and metrics are shown only to users MLflow lets read
+    that run (and logged model): see :func:`_run_data`.
+    """
     service = _service()
     try:
-        view = service.request(request_id)
+        view = service.request(parse_id(request_id, "request_id"))
     except (GovernanceError, MlflowException) as exc:
         return _page(
             "governance_error.html",
@@ -196,25 +203,29 @@ def request_detail(request_id: int) -> Response:
     )
 
 
-@blueprint.post("/requests/<int:request_id>/<any(approve, reject, cancel):action>")
+@blueprint.post("/requests/<request_id>/<any(approve, reject, cancel):action>")
 @csrf_protected
-def act(request_id: int, action: str) -> Any:
+def act(request_id: str, action: str) -> Any:
     """Approve, reject or cancel from a form; back to the request with the outcome."""
     comment = (request.form.get("comment") or "").strip() or None
     try:
-        view = _service().vote(request_id, action, comment)
+        number = parse_id(request_id, "request_id")
+    except GovernanceError as exc:
+        return _page("governance_error.html", status=400, title="Request", message=exc.message)
+    try:
+        view = _service().vote(number, action, comment)
     except (GovernanceError, MlflowException) as exc:
         flash(_error_message(exc), "error")
     else:
         done = {"approve": "Approved", "reject": "Rejected", "cancel": "Cancelled"}[action]
         still = f"; it still {view.needs}" if view.state == PENDING and view.needs else ""
-        flash(f"{done} request #{request_id}: it is {view.state}{still}.", "ok")
+        flash(f"{done} request #{number}: it is {view.state}{still}.", "ok")
         extra = view.extra.get("apply_error")
         if extra:
             flash(f"Approved, but the move could not be applied: {extra}", "error")
     target = request.form.get("next")
     if target != "index":
-        return redirect(url_for(".request_detail", request_id=request_id), code=303)
+        return redirect(url_for(".request_detail", request_id=number), code=303)
     return redirect(url_for(".index"), code=303)
 
 
@@ -267,9 +278,6 @@ def _version_details(service: Service, name: str, version: int) -> dict[str, Any
         return details
     details.update(
         found=True,
-        source=mv.source,
-        run_id=mv.run_id,
-        model_id=getattr(mv, "model_id", None),
         creator=mv.user_id,
         stage=mv.current_stage,
         aliases=sorted(mv.aliases or []),
@@ -277,30 +285,63 @@ def _version_details(service: Service, name: str, version: int) -> dict[str, Any
         tags=dict(sorted((mv.tags or {}).items())),
         created=mv.creation_timestamp,
     )
-    details["metrics"], details["experiment_id"] = _metrics(mv)
+    details.update(_run_data(service, mv))
     return details
 
 
-def _metrics(mv: Any) -> tuple[dict[str, float], str | None]:
+def _run_data(service: Service, mv: Any) -> dict[str, Any]:
+    """The version's source, source run and metrics, if the caller may see them.
+
+    Basic mode asks MLflow's own permissions: the run (its experiment) and the logged
+    model must both be readable by the caller, as MLflow's run page would require;
+    basic-auth's admins always see them. A run or logged model that cannot be read back
+    (deleted, or the tracking store unreachable) cannot be checked, so nothing is shown.
+    Trusted-header mode has no MLflow permissions: the page itself needed the policy's
+    ``read`` on the model, and that is what shows the run data.
+
+    Returns:
+        ``source``, ``run_id``, ``model_id``, ``experiment_id`` and ``metrics``, or
+        ``run_hidden`` with the reason they are withheld (which names no run).
+    """
     from mlflow.server.handlers import _get_tracking_store
 
-    found: dict[str, float] = {}
-    experiment_id = None
+    model_id = getattr(mv, "model_id", None)
+    run_id = mv.run_id or None
+    run = logged = None
     try:
         tracking = _get_tracking_store()
-        if getattr(mv, "model_id", None):
-            logged = tracking.get_logged_model(mv.model_id)
-            for metric in logged.metrics or []:
-                found.setdefault(metric.key, float(metric.value))
-            experiment_id = logged.experiment_id
-        if mv.run_id:
-            run = tracking.get_run(mv.run_id)
-            experiment_id = run.info.experiment_id
-            for key, value in run.data.metrics.items():
-                found.setdefault(key, float(value))
+        logged = tracking.get_logged_model(model_id) if model_id else None
+        run = tracking.get_run(run_id) if run_id else None
     except Exception:  # a deleted run or an unreachable store must not break the page
-        pass
-    return dict(sorted(found.items())), experiment_id
+        if service.ext.auth_mode == AUTH_BASIC:
+            return {"run_hidden": "its source run could not be read to check your access."}
+    if service.ext.auth_mode == AUTH_BASIC:
+        user = service.identity.user
+        readable = (run is None or mlflow_permissions.may_read_run(user, run)) and (
+            logged is None or mlflow_permissions.may_read_logged_model(user, logged)
+        )
+        if not readable:
+            return {
+                "run_hidden": "MLflow does not let you read this version's source run or "
+                "logged model (ask for read access to its experiment)."
+            }
+    metrics: dict[str, float] = {}
+    experiment_id = None
+    if logged is not None:
+        for metric in logged.metrics or []:
+            metrics.setdefault(metric.key, float(metric.value))
+        experiment_id = logged.experiment_id
+    if run is not None:
+        experiment_id = run.info.experiment_id
+        for key, value in run.data.metrics.items():
+            metrics.setdefault(key, float(value))
+    return {
+        "source": mv.source,
+        "run_id": run_id,
+        "model_id": model_id,
+        "experiment_id": experiment_id,
+        "metrics": dict(sorted(metrics.items())),
+    }
 
 
 @blueprint.errorhandler(404)

@@ -25,6 +25,7 @@ from mlflow_governance.policy import (
     may_approve,
     policy_to_dict,
 )
+from mlflow_governance.server.bounds import MAX_VERSION, parse_id, parse_int
 from mlflow_governance.server.extension import Governance
 from mlflow_governance.workflow.requests import RequestView, Target
 
@@ -46,27 +47,10 @@ def parse_time(value: str | None, name: str) -> datetime | None:
         return None
     try:
         return parse_iso(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a year beyond 9999 after the offset
         raise InvalidRequest(
             f"{name}={value!r} is not an ISO-8601 time; e.g. 2026-11-01T12:00:00Z or 2026-11-01."
         ) from None
-
-
-def parse_int(value: Any, name: str, *, minimum: int | None = None) -> int:
-    """An integer parameter (a number or a numeric string).
-
-    Raises:
-        InvalidRequest: Not an integer, or below ``minimum``.
-    """
-    if isinstance(value, bool):
-        value = None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise InvalidRequest(f"{name} must be an integer, got {value!r}.") from None
-    if minimum is not None and number < minimum:
-        raise InvalidRequest(f"{name} must be at least {minimum}, got {number}.")
-    return number
 
 
 @dataclass
@@ -159,7 +143,7 @@ class Service:
             raise InvalidRequest("target must be a stage (Production) or an alias (@champion).")
         if comment is not None and not isinstance(comment, str):
             raise InvalidRequest("comment must be a string.")
-        number = parse_int(version, "version", minimum=1)
+        number = parse_id(version, "version", maximum=MAX_VERSION)
         return self.ext.workflow().open_request(
             self.identity, model, number, Target.parse(target), comment=comment
         )
@@ -211,7 +195,7 @@ class Service:
         raw_limit = args.get("limit")
         flt = AuditFilter(
             model=model,
-            version=parse_int(raw_version, "version") if raw_version else None,
+            version=parse_id(raw_version, "version", maximum=MAX_VERSION) if raw_version else None,
             actor=args.get("actor") or None,
             workspace=args.get("workspace") or None,
             action=args.get("action") or None,
