@@ -14,6 +14,7 @@ made no other governed write can change the model's stages, aliases or versions.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -177,16 +178,25 @@ class LockedModel:
         """The aliases pointing at version ``number``."""
         return sorted(alias for alias, held in self.aliases.items() if held == number)
 
-    def alias_spelling(self, alias: str) -> str:
-        """The stored spelling of an alias the database would take ``alias`` for.
+    def alias_spelling(self, alias: str, known: Iterable[str] = ()) -> str:
+        """The spelling of the alias the database would take ``alias`` for.
 
         On case- and accent-insensitive backends ``CHAMPION`` names ``champion``; the
-        gate must decide on the alias the write will really move.
+        gate must decide on the alias the write will really move. An alias the model
+        does not hold yet takes the spelling of a ``known`` name (the policy's) that the
+        database would compare equal to it.
+
+        Args:
+            alias: The alias as the caller spelled it.
+            known: Alias names the policy spells out.
         """
         if alias in self.aliases or not self.folding:
             return alias
         wanted = fold(alias)
-        return next((stored for stored in self.aliases if fold(stored) == wanted), alias)
+        for candidate in (*self.aliases, *known):
+            if fold(candidate) == wanted:
+                return candidate
+        return alias
 
     @property
     def folding(self) -> bool:

@@ -30,7 +30,6 @@ from mlflow.utils.validation import (
     _validate_model_alias_name_reserved,
     _validate_model_name,
     _validate_model_renaming,
-    _validate_model_version,
     _validate_model_version_tag,
     _validate_registered_model_tag,
     _validate_tag_name,
@@ -54,7 +53,7 @@ from mlflow_governance.policy import Policy, Subject, authorize, gates_for
 from mlflow_governance.policy_source import PolicySource
 from mlflow_governance.rbac import write_permission
 from mlflow_governance.state import FOLDING_DIALECTS, LockedModel, lock_model
-from mlflow_governance.store_base import GovernedStoreBase
+from mlflow_governance.store_base import GovernedStoreBase, checked_version
 from mlflow_governance.workflow.effects import (
     delete_verdict,
     follow_rename,
@@ -220,7 +219,7 @@ class GovernedStore(GovernedStoreBase):
         verdict: Verdict | None = None
         if move is not None:
             if move.target.kind == ALIAS:
-                spelled = locked.alias_spelling(move.target.name)
+                spelled = locked.alias_spelling(move.target.name, _literal_aliases(policy))
                 if spelled != move.target.name:
                     op.details.setdefault("requested_alias", move.target.name)
                     move.target = Target(ALIAS, spelled)
@@ -471,7 +470,7 @@ class GovernedStore(GovernedStoreBase):
 
     def update_model_version(self, name: Any, version: Any, description: Any = None) -> Any:
         _validate_model_name(name)
-        version = _validate_model_version(version)
+        version = checked_version(version)
         return self._govern(
             "update_model_version",
             lambda: super(GovernedStore, self).update_model_version(name, version, description),
@@ -491,7 +490,7 @@ class GovernedStore(GovernedStoreBase):
                 name, version, stage, archive_existing_versions
             )
         _validate_model_name(name)
-        version = _validate_model_version(version)
+        version = checked_version(version)
         move = Move(
             name,
             version,
@@ -512,7 +511,7 @@ class GovernedStore(GovernedStoreBase):
 
     def delete_model_version(self, name: Any, version: Any) -> Any:
         _validate_model_name(name)
-        version = _validate_model_version(version)
+        version = checked_version(version)
         return self._govern(
             "delete_model_version",
             lambda: super(GovernedStore, self).delete_model_version(name, version),
@@ -523,7 +522,7 @@ class GovernedStore(GovernedStoreBase):
 
     def set_model_version_tag(self, name: Any, version: Any, tag: Any) -> Any:
         _validate_model_name(name)
-        version = _validate_model_version(version)
+        version = checked_version(version)
         _validate_model_version_tag(tag.key, tag.value)
         self._refuse_reserved_tag("set_model_version_tag", tag.key, name, version)
         return self._govern(
@@ -536,7 +535,7 @@ class GovernedStore(GovernedStoreBase):
 
     def delete_model_version_tag(self, name: Any, version: Any, key: Any) -> Any:
         _validate_model_name(name)
-        version = _validate_model_version(version)
+        version = checked_version(version)
         _validate_tag_name(key)
         self._refuse_reserved_tag("delete_model_version_tag", key, name, version)
         return self._govern(
@@ -553,7 +552,7 @@ class GovernedStore(GovernedStoreBase):
         _validate_model_name(name)
         _validate_model_alias_name(alias)
         _validate_model_alias_name_reserved(alias)
-        version = _validate_model_version(version)
+        version = checked_version(version)
         return self._govern(
             "set_registered_model_alias",
             lambda: super(GovernedStore, self).set_registered_model_alias(name, alias, version),
@@ -689,6 +688,15 @@ def _marking_writes(managed: Callable[..., Any]) -> Callable[..., Any]:
             yield session
 
     return make_session
+
+
+def _literal_aliases(policy: Policy) -> list[str]:
+    return [
+        alias
+        for gate in policy.gates.values()
+        for alias in gate.targets.aliases
+        if not any(ch in alias for ch in "*?[")
+    ]
 
 
 def _resource(model: str | None, version: int | None) -> str:

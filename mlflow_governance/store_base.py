@@ -39,6 +39,33 @@ _READ_SCOPE: ContextVar[tuple[str, ...] | None] = ContextVar(
 )
 
 
+#: MLflow keeps version numbers in a 32-bit INTEGER column on every backend.
+MAX_VERSION = 2**31 - 1
+
+
+def checked_version(version: Any) -> int:
+    """MLflow's version validation, plus a bound no stored version can exceed.
+
+    A number beyond the column's range would otherwise reach the database and come back
+    as an overflow (HTTP 500) instead of a clear refusal.
+
+    Raises:
+        MlflowException: INVALID_PARAMETER_VALUE for a non-integer or out-of-range version.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+    from mlflow.utils.validation import _validate_model_version
+
+    number = int(_validate_model_version(version))
+    if not -MAX_VERSION <= number <= MAX_VERSION:
+        raise MlflowException(
+            f"Model version {version} is out of range: versions are whole numbers from 1 "
+            f"to {MAX_VERSION}.",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+    return number
+
+
 class GovernanceWarning(UserWarning):
     """Warns about a configuration that records but does not enforce."""
 
@@ -226,10 +253,12 @@ class GovernedStoreBase(SqlAlchemyStore):
         return super().get_latest_versions(name, stages)
 
     def get_model_version(self, name: Any, version: Any) -> Any:
+        version = checked_version(version)
         self._check_read(name)
         return super().get_model_version(name, version)
 
     def get_model_version_download_uri(self, name: Any, version: Any) -> Any:
+        version = checked_version(version)
         self._check_read(name)
         return super().get_model_version_download_uri(name, version)
 

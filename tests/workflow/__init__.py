@@ -190,11 +190,19 @@ def add_version(
 
 
 def stages_of(store: Any, model: str) -> dict[int, str]:
-    """Version -> stage, read without read checks."""
-    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+    """Version -> stage, read without read checks (and without a filter string, so any
+    legal name works)."""
+    import sqlalchemy as sa
+    from mlflow.store.model_registry.dbmodels.models import SqlModelVersion
 
-    found = SqlAlchemyStore.search_model_versions(store, f"name = '{model}'", max_results=1000)
-    return {int(mv.version): mv.current_stage for mv in found}
+    with store.ManagedSessionMaker() as session:
+        rows = session.execute(
+            sa.select(SqlModelVersion.version, SqlModelVersion.current_stage).where(
+                SqlModelVersion.name == model,
+                SqlModelVersion.current_stage != "Deleted_Internal",
+            )
+        ).all()
+    return {int(version): str(stage) for version, stage in rows}
 
 
 def alias_of(store: Any, model: str, alias: str) -> int | None:
