@@ -52,7 +52,7 @@ class TestAliasBombs:
     def test_the_billion_laughs_is_refused_at_once_with_the_alias_named(self) -> None:
         started = time.perf_counter()
         issue = only_issue(BILLION_LAUGHS)
-        assert time.perf_counter() - started < 0.25
+        assert time.perf_counter() - started < 0.5
         assert (issue.file, issue.line, issue.column) == ("hostile.yaml", 8, 10)
         assert issue.field == "groups.f[0]"
         assert issue.message == (
@@ -103,7 +103,7 @@ class TestSizeAndDepth:
     def test_an_oversized_text_is_refused_before_parsing(self) -> None:
         started = time.perf_counter()
         issue = only_issue("version: 1\n# " + "x" * MAX_BYTES + "\n")
-        assert time.perf_counter() - started < 0.25
+        assert time.perf_counter() - started < 0.5
         assert (issue.line, issue.field) == (0, "(file)")
         assert issue.message.startswith(f"the policy is {MAX_BYTES + 14:,} bytes; the limit is")
 
