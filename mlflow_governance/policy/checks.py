@@ -191,9 +191,9 @@ def tag_write_decision(policy: Policy, subject: Subject, model: str, key: str) -
     Returns:
         ``None`` when no gate covering ``model`` restricts ``key``. Otherwise a granted
         decision when the subject holds, through a binding covering the model, one of the
-        ``set_by`` roles of every restricting gate; else a refusal (``deny``, or
-        ``would-deny`` in audit-only mode) whose rule is
-        ``gates.<gate>.checks.tags.<key>.set_by``.
+        ``set_by`` roles of every restricting gate; else a refusal: ``deny`` with rule
+        ``gates.<gate>.checks.tags.<key>.set_by``, or in audit-only mode ``would-deny``
+        with rule ``mode audit-only`` (the reason names the gate either way).
     """
     restricting = policy.index.tag_writers.get(fold_tag_key(key))
     if not restricting:
