@@ -1,5 +1,6 @@
 """Security of the governance server in basic-auth mode: authentication on every route,
-escaping of user-supplied strings, and CSRF tokens on every form.
+escaping of user-supplied strings, CSRF tokens on every form, and run data on the request
+page only for users MLflow lets read the run.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import pytest
 import requests
 from markupsafe import escape
 
-from tests.server.conftest import API, GovServer, password_of, register
+from tests.server.conftest import ADMIN, API, GovServer, password_of, register
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("governance-sqlite")]
 
@@ -159,3 +160,54 @@ def test_form_posts_need_the_sessions_csrf_token(gov: GovServer) -> None:
         timeout=60,
     )
     assert "Approved request #" in page.text
+
+
+def test_the_request_page_shows_run_data_only_to_who_mlflow_lets_read_the_run(
+    gov: GovServer,
+) -> None:
+    name = "sec-run-data"
+    metric = 0.987654
+    with gov.as_user("alice") as client:
+        experiment_id = client.create_experiment(f"{name}-experiment")
+        run_id = client.create_run(experiment_id).info.run_id
+        client.log_metric(run_id, "accuracy", metric)
+        client.create_registered_model(name)
+        version = client.create_model_version(
+            name, f"runs:/{run_id}/model", run_id=run_id, tags={"validation_status": "passed"}
+        ).version
+    created = gov.call(
+        "carol",
+        "POST",
+        "/requests",
+        expect=201,
+        json={"model": name, "version": version, "target": "Production"},
+    )
+    # MLflow's admin takes the experiment away from dave, one of the gate's approvers.
+    granted = gov.rest(
+        ADMIN,
+        "POST",
+        "/api/3.0/mlflow/users/permissions/grant",
+        json={
+            "username": "dave",
+            "resource_type": "experiment",
+            "resource_id": experiment_id,
+            "permission": "DENY",
+        },
+    )
+    assert granted.status_code == 200, granted.text
+    assert (
+        gov.rest("dave", "GET", "/api/2.0/mlflow/runs/get", params={"run_id": run_id}).status_code
+        == 403
+    )
+
+    url = f"{gov.url}/governance/requests/{created['id']}"
+    hidden = gov.session("dave").get(url, timeout=60)
+    assert hidden.status_code == 200
+    assert run_id not in hidden.text and str(metric) not in hidden.text
+    assert "Run data hidden: MLflow does not let you read" in hidden.text
+    assert f"Request #{created['id']}" in hidden.text and "Approvals so far" in hidden.text
+    for reader in ("erin", ADMIN):  # erin reads it (default_permission READ); admins always
+        shown = gov.session(reader).get(url, timeout=60)
+        assert shown.status_code == 200
+        assert run_id in shown.text and str(metric) in shown.text, reader
+        assert "Run data hidden" not in shown.text

@@ -1,10 +1,15 @@
 """Trusted-header mode: identity from a reverse proxy, believed only from trusted peers.
 
-The server trusts ``127.0.0.1`` only. The whole of 127.0.0.0/8 is loopback, so a client
-that binds its socket to ``127.0.0.2`` is a different, untrusted peer on the same machine:
-whatever headers it sends, it is refused on every route, MLflow's own included. The
-server runs with uvicorn's ``--no-proxy-headers`` as ``docs/server.md`` recommends, so
-the peer address is the TCP peer and never a client-supplied ``X-Forwarded-For``.
+The server trusts one proxy, ``127.0.0.3``. The whole of 127.0.0.0/8 is loopback, so a
+client that binds its socket to another loopback address is a different peer on the same
+machine: ``127.0.0.2`` is an untrusted one, and so is ``127.0.0.1``, which is where an
+attacker's process on the server's host connects from by default.
+
+The server is started the way ``docs/server.md`` warns against: without uvicorn's
+``--no-proxy-headers``. uvicorn then replaces the peer address of any connection from
+127.0.0.1 with that connection's ``X-Forwarded-For`` value, so a local process could
+claim to be the proxy; the governance app judges the socket's peer instead, and these
+tests show the claim gets nowhere.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from tests.server.conftest import API, GovServer, check_against_spec, governance
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("governance-trusted")]
 
-TRUSTED = "127.0.0.1"
+TRUSTED = "127.0.0.3"
 UNTRUSTED = "127.0.0.2"
+#: Where a local process connects from, and an address uvicorn takes X-Forwarded-For from.
+LOCAL = "127.0.0.1"
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +39,9 @@ def gov(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GovServer]:
         workdir,
         extra_env={
             "MLFLOW_GOVERNANCE_AUTH": "trusted-header",
-            "MLFLOW_GOVERNANCE_TRUSTED_PROXIES": f"{TRUSTED}/32, ::1",
+            "MLFLOW_GOVERNANCE_TRUSTED_PROXIES": f"{TRUSTED}/32",
         },
-        extra_args=["--uvicorn-opts=--no-proxy-headers"],
+        # No --no-proxy-headers, on purpose: see the module docstring.
     ) as running:
         yield running
 
@@ -87,20 +94,43 @@ def as_proxy(user: str, groups: str = "", **extra: str) -> dict[str, str]:
         ("GET", "/"),
     ],
 )
+@pytest.mark.parametrize("source", [UNTRUSTED, LOCAL])
 def test_an_untrusted_peer_is_refused_whatever_it_claims(
-    gov: GovServer, method: str, path: str
+    gov: GovServer, method: str, path: str, source: str
 ) -> None:
+    """From 127.0.0.1 the claim ``X-Forwarded-For: <the proxy>`` is what uvicorn believes."""
     status, body = send(
         gov,
         method,
         path,
-        source=UNTRUSTED,
+        source=source,
         headers=as_proxy("admin", "release-managers", **{"X-Forwarded-For": TRUSTED}),
         body={} if method == "POST" else None,
     )
     assert status == 403, (path, body)
     assert body["error_code"] == "PERMISSION_DENIED"
-    assert "not a trusted proxy" in body["message"]
+    # The refusal names the socket's peer, not the address the client claimed.
+    assert body["message"].startswith(f"Refused: {source} is not a trusted proxy"), body
+
+
+def test_a_local_process_claiming_to_be_the_proxy_cannot_write(gov: GovServer) -> None:
+    claim = as_proxy("admin", "release-managers", **{"X-Forwarded-For": f"198.51.100.9, {TRUSTED}"})
+    status, body = send(
+        gov,
+        "POST",
+        "/api/2.0/mlflow/registered-models/create",
+        source=LOCAL,
+        headers=claim,
+        body={"name": "spoofed-by-a-local-process"},
+    )
+    assert status == 403, body
+    status, found = send(
+        gov,
+        "GET",
+        "/api/2.0/mlflow/registered-models/get?name=spoofed-by-a-local-process",
+        headers=as_proxy("admin"),
+    )
+    assert status == 404, found
 
 
 def test_health_answers_everyone(gov: GovServer) -> None:
@@ -206,3 +236,58 @@ def test_the_page_works_behind_the_proxy(gov: GovServer) -> None:
         gov, "POST", "/governance/requests/1/reject", headers=as_proxy("dave", "release-managers")
     )
     assert status == 403 and "CSRF token" in refused
+
+
+def test_the_request_page_shows_run_data_to_readers_of_the_model_only(gov: GovServer) -> None:
+    """No MLflow permissions in this mode: the policy's read on the model decides."""
+    name = "trusted-run-data"
+    alice = as_proxy("alice")
+    status, experiment = send(
+        gov, "POST", "/api/2.0/mlflow/experiments/create", headers=alice, body={"name": name}
+    )
+    assert status == 200, experiment
+    status, run = send(
+        gov,
+        "POST",
+        "/api/2.0/mlflow/runs/create",
+        headers=alice,
+        body={"experiment_id": experiment["experiment_id"]},
+    )
+    assert status == 200, run
+    run_id = run["run"]["info"]["run_id"]
+    status, _ = send(
+        gov,
+        "POST",
+        "/api/2.0/mlflow/runs/log-metric",
+        headers=alice,
+        body={"run_id": run_id, "key": "accuracy", "value": 0.987654, "timestamp": 1, "step": 0},
+    )
+    assert status == 200
+    for path, body in (
+        ("/api/2.0/mlflow/registered-models/create", {"name": name}),
+        (
+            "/api/2.0/mlflow/model-versions/create",
+            {"name": name, "source": f"runs:/{run_id}/model", "run_id": run_id},
+        ),
+    ):
+        status, answer = send(gov, "POST", path, headers=alice, body=body)
+        assert status == 200, answer
+    status, created = send(
+        gov,
+        "POST",
+        f"{API}/requests",
+        headers=as_proxy("carol"),
+        body={"model": name, "version": 1, "target": "Production"},
+    )
+    assert status == 201, created
+
+    status, page = send(
+        gov, "GET", f"/governance/requests/{created['id']}", headers=as_proxy("oscar")
+    )
+    assert status == 200
+    assert run_id in page and "0.987654" in page
+    status, refused = send(
+        gov, "GET", f"/governance/requests/{created['id']}", headers=as_proxy("mallory")
+    )
+    assert status == 403
+    assert run_id not in refused and "0.987654" not in refused
