@@ -13,9 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mlflow_governance.policy import Policy, Subject, effective_groups, parse_permission
-
-_READ = parse_permission("read")
+from mlflow_governance.policy import Policy, Subject, model_globs_granting
 
 
 def readable_globs(policy: Policy, subject: Subject) -> tuple[str, ...] | None:
@@ -28,20 +26,8 @@ def readable_globs(policy: Policy, subject: Subject) -> tuple[str, ...] | None:
     Returns:
         None when a binding grants ``read`` on ``*``; otherwise the globs (maybe empty).
     """
-    assert _READ is not None
-    groups = effective_groups(policy, subject)
-    principals = {"user:*", f"user:{subject.user}", *(f"group:{g}" for g in groups)}
-    globs: list[str] = []
-    for binding in policy.bindings:
-        role = policy.roles.get(binding.role)
-        if role is None or not role.grant.grants(_READ):
-            continue
-        if principals.isdisjoint(binding.principals):
-            continue
-        if "*" in binding.models:
-            return None
-        globs.extend(binding.models)
-    return tuple(dict.fromkeys(globs))
+    # The policy engine scopes bindings by principal, model and workspace in one place.
+    return model_globs_granting(policy, subject, "read")
 
 
 def name_clause(column: Any, globs: Sequence[str], dialect: str) -> Any:

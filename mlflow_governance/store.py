@@ -49,7 +49,7 @@ from mlflow_governance.audit.writer import (
 from mlflow_governance.errors import governance_cause, to_mlflow
 from mlflow_governance.exceptions import GovernanceError, PermissionDenied
 from mlflow_governance.identity import Identity, current_identity
-from mlflow_governance.policy import Policy, Subject, authorize, gates_for
+from mlflow_governance.policy import Policy, Subject, authorize, gates_for, tag_write_decision
 from mlflow_governance.policy_source import PolicySource
 from mlflow_governance.rbac import write_permission
 from mlflow_governance.state import FOLDING_DIALECTS, LockedModel, lock_model
@@ -119,6 +119,7 @@ class GovernedStore(GovernedStoreBase):
         move: Move | None = None,
         identity: Identity | None = None,
         effects: Effects | None = None,
+        tag_keys: tuple[str, ...] = (),
     ) -> T:
         """The single governed write path: decide, audit, run MLflow's write, commit both.
 
@@ -146,6 +147,7 @@ class GovernedStore(GovernedStoreBase):
             )
             if stage is not None:
                 op.details.setdefault("stage", stage)
+            op.tag_keys = tag_keys
             if policy is not None:
                 self._decide_early(policy, method, op, stage, move, effects)
             with capture.running(op):
@@ -184,12 +186,32 @@ class GovernedStore(GovernedStoreBase):
     def _permission(
         self, policy: Policy, method: str, op: capture.Operation, stage: str | None
     ) -> None:
-        """The method's own permission, from the policy alone; raises when refused."""
+        """The method's own permission, from the policy alone; raises when refused.
+
+        A version tag that a gate checks may be written only by the roles the gate trusts
+        (``set_by``), whatever the method: setting, deleting, or tags at creation.
+        """
         permission = write_permission(method, stage=stage, alias=op.alias)
-        decision = authorize(policy, self._subject(op.identity), permission, op.model)
+        subject = self._subject(op.identity)
+        decision = authorize(policy, subject, permission, op.model)
         op.decision, op.rule, op.reason = decision.effect, decision.rule, decision.reason
         if op.decision == DECISION_DENY:
             raise _Refused(Verdict(op.rule, op.reason or "", decision.hint, action=permission))
+        for key in op.tag_keys:
+            assert op.model is not None
+            trusted = tag_write_decision(policy, subject, op.model, key)
+            if trusted is None or trusted.granted:
+                continue
+            op.decision, op.rule, op.reason = trusted.effect, trusted.rule, trusted.reason
+            if op.decision == DECISION_DENY:
+                raise _Refused(
+                    Verdict(
+                        trusted.rule,
+                        trusted.reason,
+                        trusted.hint,
+                        action=f"{'delete' if method.startswith('delete') else 'set'} tag '{key}'",
+                    )
+                )
 
     def _decide_locked(
         self,
@@ -275,7 +297,7 @@ class GovernedStore(GovernedStoreBase):
         )
 
     def _subject(self, identity: Identity) -> Subject:
-        return Subject(identity.user, identity.groups)
+        return self.subject_of(identity)
 
     @property
     def _folding(self) -> bool:
@@ -455,6 +477,7 @@ class GovernedStore(GovernedStoreBase):
             ),
             model=name,
             details={k: v for k, v in details.items() if v is not None},
+            tag_keys=tuple(tag.key for tag in tags or []),
         )
 
     def copy_model_version(self, src_mv: Any, dst_name: Any) -> Any:
@@ -531,6 +554,7 @@ class GovernedStore(GovernedStoreBase):
             model=name,
             version=version,
             details={"key": tag.key, "value": tag.value},
+            tag_keys=(tag.key,),
         )
 
     def delete_model_version_tag(self, name: Any, version: Any, key: Any) -> Any:
@@ -544,6 +568,7 @@ class GovernedStore(GovernedStoreBase):
             model=name,
             version=version,
             details={"key": key},
+            tag_keys=(key,),
         )
 
     # ------------------------------------------------------------------ aliases

@@ -117,6 +117,10 @@ class GovernedStoreBase(SqlAlchemyStore):
                 int(mv.creation_timestamp),
             )
 
+    def subject_of(self, identity: Identity) -> Subject:
+        """The policy's view of an actor, in the workspace of the current call."""
+        return Subject(identity.user, identity.groups, self.active_workspace())
+
     def active_workspace(self) -> str | None:
         """The MLflow workspace of the current call, on workspace-aware stores."""
         return self._get_active_workspace() if self.supports_workspaces else None
@@ -165,7 +169,7 @@ class GovernedStoreBase(SqlAlchemyStore):
         policy = self._policy()
         if policy is None:
             return
-        decision = authorize(policy, Subject(identity.user, identity.groups), permission, model)
+        decision = authorize(policy, self.subject_of(identity), permission, model)
         if not decision.refused:
             return
         self.audit_alone(
@@ -199,7 +203,7 @@ class GovernedStoreBase(SqlAlchemyStore):
         if policy is None or not policy.enforcing:
             return
         identity = current_identity()
-        decision = authorize(policy, Subject(identity.user, identity.groups), "read", model)
+        decision = authorize(policy, self.subject_of(identity), "read", model)
         if decision.refused:
             op = capture.Operation(
                 "read",
@@ -227,7 +231,7 @@ class GovernedStoreBase(SqlAlchemyStore):
         globs = None
         if policy is not None and policy.enforcing:
             identity = current_identity()
-            globs = readable_globs(policy, Subject(identity.user, identity.groups))
+            globs = readable_globs(policy, self.subject_of(identity))
         if globs is None:
             yield
             return

@@ -73,6 +73,8 @@ class Operation:
     #: opens, before MLflow reads anything: it locks what it reads and may raise to
     #: refuse, which rolls the whole transaction back.
     decide: Callable[[Session], None] | None = None
+    #: Version tag keys the call writes, for the policy's trusted tag writers.
+    tag_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -185,6 +185,7 @@ class WorkflowBase:
                 creator=creator,
                 now=now,
                 rollback=view.kind == KIND_ROLLBACK,
+                workspace=self.store.active_workspace(),
             ).satisfied
             for gate in self._request_gates(policy, view)
         )

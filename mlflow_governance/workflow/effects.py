@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from mlflow_governance.audit.writer import DECISION_ALLOW, AuditEntry
-from mlflow_governance.policy import Policy, Subject, authorize, gates_for, protected_by
+from mlflow_governance.policy import (
+    Policy,
+    Subject,
+    authorize,
+    gates_for,
+    protected_by,
+    tag_move_decision,
+)
 from mlflow_governance.workflow import requests as rq
 from mlflow_governance.workflow.moves import Verdict
 from mlflow_governance.workflow.tables import (
@@ -53,7 +60,7 @@ def rename_verdict(
     """
     old = locked.name
     edit = authorize(policy, subject, "edit", new_name)
-    if edit.refused:
+    if not edit.granted:
         return Verdict(
             edit.rule,
             f"renaming '{old}' to '{new_name}' needs 'edit' on the new name as well "
@@ -74,6 +81,17 @@ def rename_verdict(
         )
         if verdict is not None:
             return verdict
+    for version in locked.versions:
+        for tag in version.row.model_version_tags:
+            trusted = tag_move_decision(policy, subject, old, new_name, str(tag.key))
+            if trusted is not None and not trusted.granted:
+                return Verdict(
+                    trusted.rule,
+                    f"version {version.number} carries tag '{tag.key}', which under "
+                    f"'{new_name}' only trusted writers may set: {trusted.reason}",
+                    trusted.hint,
+                    action="edit",
+                )
     for alias, number in sorted(locked.aliases.items()):
         verdict = _carried(
             policy,
@@ -117,7 +135,7 @@ def _carried(
         )
     if before - after:
         leave = authorize(policy, subject, permission, old)
-        if leave.refused:
+        if not leave.granted:
             names = ", ".join(sorted(before - after))
             return Verdict(
                 leave.rule,
@@ -166,7 +184,7 @@ def delete_verdict(
             )
         if gates_for(policy, locked.name, stage=held.stage):
             leave = authorize(policy, subject, f"transition:{held.stage}", locked.name)
-            if leave.refused:
+            if not leave.granted:
                 return Verdict(
                     leave.rule,
                     f"version {held.number} stands in gated stage {held.stage}; deleting it "
@@ -177,7 +195,7 @@ def delete_verdict(
                 )
         for alias in aliases:
             move = authorize(policy, subject, f"alias:{alias}", locked.name)
-            if move.refused:
+            if not move.granted:
                 return Verdict(
                     move.rule,
                     f"version {held.number} holds alias @{alias}; deleting it removes the "

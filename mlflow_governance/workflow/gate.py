@@ -16,6 +16,7 @@ way around a stage gate, and moving out of a gated stage needs the same right as
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from mlflow_governance.audit.writer import DECISION_ALLOW, AuditEntry, utc_now
@@ -74,12 +75,15 @@ class GateKeeper:
         *,
         rollback: bool = False,
         held: VersionState | None = None,
+        actor: str | None = None,
     ) -> GateStatus:
         """Evaluate a gate's checks (and a request's approvals) for a version now.
 
         Args:
             held: The version as the current write transaction sees it; without it the
                 version is read on its own (for reports outside a write).
+            actor: Who asks for a move made without a request (metric provenance
+                checks compare the metric's logger with the request's requester).
         """
         if held is not None:
             mv, download_uri = held.entity(), held.download_uri
@@ -87,7 +91,15 @@ class GateKeeper:
             mv = self.store.raw_version(model, version)
             download_uri = self.store.raw_download_uri(model, version)
         facts = version_facts(mv, (gate,), getattr(self.store, "tracking_uri", None), download_uri)
-        checks = evaluate_checks(gate, facts)
+        if request is not None:
+            checks = evaluate_checks(
+                gate,
+                facts,
+                request_time=datetime.fromisoformat(request.created_at.rstrip("Z")),
+                requester=request.requester,
+            )
+        else:
+            checks = evaluate_checks(gate, facts, requester=actor)
         rollback = rollback or (request is not None and request.kind == KIND_ROLLBACK)
         if rollback or (target.kind == rq.ALIAS and facts.current_stage in gate.targets.stages):
             # A version already standing in the gate's stage, or one that held the target
@@ -106,6 +118,7 @@ class GateKeeper:
                 creator=mv.user_id,
                 now=utc_now(),
                 rollback=rollback,
+                workspace=getattr(self.store, "active_workspace", lambda: None)(),
             )
         return GateStatus(gate, checks, report)
 
@@ -120,10 +133,21 @@ class GateKeeper:
         *,
         rollback: bool = False,
         held: VersionState | None = None,
+        actor: str | None = None,
     ) -> tuple[GateStatus, ...]:
         """:meth:`status` for each gate in front of a move: every one must pass."""
         return tuple(
-            self.status(policy, gate, model, version, target, request, rollback=rollback, held=held)
+            self.status(
+                policy,
+                gate,
+                model,
+                version,
+                target,
+                request,
+                rollback=rollback,
+                held=held,
+                actor=actor,
+            )
             for gate in gates
         )
 
@@ -145,7 +169,7 @@ class GateKeeper:
         Returns:
             None when the move may go ahead, else why it is refused.
         """
-        subject = Subject(identity.user, identity.groups)
+        subject = Subject(identity.user, identity.groups, locked.workspace)
         held = locked.version(move.version) if move.version is not None else None
         if move.version is not None and held is None:
             return None  # no such version: MLflow refuses the write with its own error
@@ -316,6 +340,7 @@ class GateKeeper:
                 None,
                 rollback=move.rollback,
                 held=held,
+                actor=identity.user,
             )
             if all(st.passed for st in statuses):
                 op.rule = f"gates.{gate.name}"
@@ -468,6 +493,7 @@ class GateKeeper:
             pending,
             rollback=move.rollback,
             held=held,
+            actor=identity.user,
         )
         if pending is None:  # count the no approvals there are, to say what is needed
             statuses = tuple(
@@ -483,6 +509,7 @@ class GateKeeper:
                         creator=held.creator,
                         now=utc_now(),
                         rollback=move.rollback,
+                        workspace=locked.workspace,
                     ),
                 )
                 for st in statuses

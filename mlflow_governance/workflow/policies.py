@@ -52,9 +52,7 @@ def apply_policy(store: GovernedStore, identity: Identity, text: str, source: st
     new = load_policy_text(text, source=source)
     loaded = store.policies.current()
     if loaded is not None and loaded.policy.enforcing:
-        decision = authorize(
-            loaded.policy, Subject(identity.user, identity.groups), "policy:admin", None
-        )
+        decision = authorize(loaded.policy, store.subject_of(identity), "policy:admin", None)
         if not decision.granted:
             with store.engine.begin() as conn:
                 append(

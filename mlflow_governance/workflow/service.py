@@ -13,7 +13,6 @@ from mlflow_governance.identity import Identity
 from mlflow_governance.policy import (
     Gate,
     Policy,
-    Subject,
     authorize,
     count_approvals,
     may_approve,
@@ -74,7 +73,7 @@ class Workflow(WorkflowBase):
         # 404 for a missing version; the request is filed under the name as stored and
         # bound to this very version, not to whatever later carries its name and number.
         model, bound = self.store.raw_identity(model, version)
-        subject = Subject(identity.user, identity.groups)
+        subject = self.store.subject_of(identity)
         permission = Move(model, version, target).permission
         gates = self._gates(policy, model, target)
         if not gates:
@@ -257,7 +256,7 @@ class Workflow(WorkflowBase):
         comment: str | None,
         policy: Policy,
     ) -> tuple[bool, rq.RequestView, tuple[Gate, ...]]:
-        subject = Subject(identity.user, identity.groups)
+        subject = self.store.subject_of(identity)
         action = f"{decision}_request"
         refusal: tuple[str, str, str | None] | None = None
         with self.engine.begin() as conn:
@@ -306,6 +305,7 @@ class Workflow(WorkflowBase):
                         creator=mv.user_id,
                         now=now,
                         rollback=rollback,
+                        workspace=self.store.active_workspace(),
                     )
                     for gate in gates
                 ]
@@ -385,9 +385,7 @@ class Workflow(WorkflowBase):
             view = rq.load(conn, request_id)
             if view.kind == KIND_REVIEW:
                 raise Conflict(_REVIEW_STAYS.format(id=request_id, model=view.model))
-            admin = authorize(
-                policy, Subject(identity.user, identity.groups), "policy:admin", view.model
-            )
+            admin = authorize(policy, self.store.subject_of(identity), "policy:admin", view.model)
             own = identity.user == view.requester
             if own or admin.granted or not policy.enforcing:
                 cancelled = True
@@ -515,7 +513,7 @@ class Workflow(WorkflowBase):
                 "as it was then; nothing to roll back to."
             )
         policy = self.policy()
-        subject = Subject(identity.user, identity.groups)
+        subject = self.store.subject_of(identity)
         gates = self._gates(policy, model, target)
         move = Move(model, previous, target, rollback=True, notes={"comment": comment})
         if not gates or all(may_break_glass(policy, g, model, subject).granted for g in gates):
