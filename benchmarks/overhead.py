@@ -43,7 +43,9 @@ READ_BAR = 1.10
 BENCH_USER = "bench"
 
 #: The policy the governed store evaluates by default: enforce mode, one binding that
-#: grants the benchmark user everything, so every call takes the full decision path.
+#: grants the benchmark user everything, so every call takes the full decision path, and
+#: a Production gate covering the benchmark's models (``--no-gate`` leaves it out), so
+#: every transition is decided against the gate on the model's locked row.
 BENCH_POLICY = f"""\
 version: 1
 mode: enforce
@@ -56,6 +58,21 @@ bindings:
     principals: ["group:benchers"]
     models: ["bench-*"]
 """
+
+BENCH_GATE = """\
+gates:
+  production:
+    models: ["bench-*"]
+    targets: {stages: [Production]}
+    approvals: {required: 1}
+    break_glass_roles: [admin]
+"""
+
+#: Stages each round moves its version to. With the gate in place the benchmark stays
+#: out of Production (moving there would be a break-glass move with a review request),
+#: so both stores make the same, ungated transitions while the gate covers the model.
+STAGES = ("Staging", "Production", "Archived")
+GATED_STAGES = ("Staging", "Archived", "None")
 
 #: One line of the table: operation, stock ms, governed ms, ratio, bar, passed.
 Row = tuple[str, float, float, float, float, bool]
@@ -105,6 +122,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--default-policy",
         action="store_true",
         help="run the governed store on the built-in audit-only default (no policy file)",
+    )
+    parser.add_argument(
+        "--no-gate",
+        action="store_true",
+        help="leave the Production gate out of the built-in policy",
     )
     parser.add_argument(
         "--check", action="store_true", help="exit 1 when an operation misses its bar"
@@ -157,16 +179,20 @@ def _configure_policy(args: argparse.Namespace, workdir: Path) -> str:
         return "built-in audit-only default"
     path = Path(args.policy) if args.policy else workdir / "bench-policy.yaml"
     if not args.policy:
-        path.write_text(BENCH_POLICY)
+        path.write_text(BENCH_POLICY + ("" if args.no_gate else BENCH_GATE))
     os.environ["MLFLOW_GOVERNANCE_POLICY"] = str(path)
-    return str(args.policy) if args.policy else "enforce, one admin binding (built in)"
+    if args.policy:
+        return str(args.policy)
+    gate = "" if args.no_gate else ", a Production gate on the models"
+    return f"enforce, one admin binding{gate} (built in)"
 
 
 class Bench:
     """Runs the operations on both stores, interleaved, and collects latencies."""
 
-    def __init__(self, stock: Side, governed: Side) -> None:
+    def __init__(self, stock: Side, governed: Side, stages: tuple[str, ...] = STAGES) -> None:
         self.sides = (stock, governed)
+        self.stages = stages
         self.samples: dict[str, Samples] = {op: Samples() for op in WRITES + READS}
         self._round = 0
 
@@ -187,7 +213,7 @@ class Bench:
         from mlflow.entities.model_registry import ModelVersionTag
 
         self._round += 1
-        stage = ("Staging", "Production", "Archived")[self._round % 3]
+        stage = self.stages[self._round % len(self.stages)]
         created = self._pair(
             "create_model_version",
             lambda s: s.store.create_model_version(s.model, f"file:///bench/{s.model}"),
@@ -295,7 +321,8 @@ def _run(url: str, args: argparse.Namespace) -> tuple[list[Row], float]:
     governed = Side("governed", governed_store, f"bench-governed-{suffix}")
     stock_store.create_registered_model(stock.model)
     governed_store.create_registered_model(governed.model)
-    bench = Bench(stock, governed)
+    gated = not (args.no_gate or args.policy or args.default_policy)
+    bench = Bench(stock, governed, GATED_STAGES if gated else STAGES)
     try:
         for _ in range(args.warmup):
             bench.round(record=False)

@@ -3,8 +3,9 @@
 A gate that read the version's stage in one session and let the write run in another
 would leave a window in which a concurrent change slips between check and write. The
 governed store therefore decides inside MLflow's write session: :func:`lock_model` takes
-the registered model's row lock (``SELECT ... FOR UPDATE`` on PostgreSQL and MySQL, the
-database write lock on SQLite) before MLflow reads anything, and :class:`LockedModel`
+the registered model's row lock (``SELECT ... FOR UPDATE`` on PostgreSQL and MySQL; on
+SQLite, which has no row locks, the database write lock, taken by locking the audit chain
+head that the write's audit row moves anyway) before MLflow reads anything, and :class:`LockedModel`
 answers the gate's questions from that same transaction.
 
 Every governed writer of a model takes the same lock first, so while a decision is being
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ from mlflow.store.model_registry.dbmodels.models import (
     SqlRegisteredModelAlias,
 )
 
-from mlflow_governance.audit.tables import HEAD_ROW_ID, audit_head
+from mlflow_governance.audit.writer import take_head
 from mlflow_governance.workflow.requests import VersionIdentity
 
 if TYPE_CHECKING:
@@ -37,13 +37,6 @@ if TYPE_CHECKING:
 
 #: Backends whose default collation compares names case- and accent-insensitively.
 FOLDING_DIALECTS = frozenset({"mysql", "mariadb"})
-
-# SQLite has no row locks. Any write takes the database's write lock, and this one
-# touches the chain head page that the audit row dirties at commit anyway, so taking the
-# lock early costs no extra page.
-_SQLITE_WRITE_LOCK = (
-    sa.update(audit_head).where(audit_head.c.id == HEAD_ROW_ID).values(seq=audit_head.c.seq)
-)
 
 
 def fold(name: str) -> str:
@@ -59,11 +52,18 @@ def fold(name: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
 
 
-@dataclass(frozen=True)
 class VersionState:
-    """One live model version, as the locked transaction sees it."""
+    """One live model version, as the locked transaction sees it.
 
-    row: Any
+    Args:
+        row: The version's columns (``version``, ``current_stage``, ``user_id``,
+            ``creation_time``, ``source``, ``storage_location``).
+        load: Loads the MLflow entity (with tags) when a gate check needs it.
+    """
+
+    def __init__(self, row: Any, load: Any) -> None:
+        self.row = row
+        self._load = load
 
     @property
     def number(self) -> int:
@@ -86,8 +86,12 @@ class VersionState:
         return int(self.row.creation_time)
 
     def entity(self) -> Any:
-        """The MLflow ``ModelVersion`` entity, for gate checks."""
-        return self.row.to_mlflow_entity()
+        """The MLflow ``ModelVersion`` entity (tags included), for gate checks."""
+        return self._load(self.number).to_mlflow_entity()
+
+    def tags(self) -> list[tuple[str, str]]:
+        """The version's tags as ``(key, value)``."""
+        return [(str(t.key), str(t.value)) for t in self._load(self.number).model_version_tags]
 
     @property
     def download_uri(self) -> str:
@@ -104,17 +108,23 @@ class LockedModel:
         row: The registered model row, locked.
     """
 
-    def __init__(self, session: Session, store: GovernedStoreBase, row: Any) -> None:
+    def __init__(
+        self, session: Session, store: GovernedStoreBase, row: Any, version: int | None = None
+    ) -> None:
         self._session = session
         self._store = store
         self._versions: dict[int, VersionState | None] = {}
+        if version is not None:  # read with the model's row, in the same statement
+            found = row if row.version is not None else None
+            self._versions[version] = None if found is None else self._state(found)
         # Read now: the write renames or deletes the row before its commit hooks run.
         #: The name as the database stores it (the canonical spelling).
         self.name = str(row.name)
         #: Creation time of the registered model in ms.
-        self.created = int(row.creation_time)
+        self.created = int(row.model_created)
         #: The MLflow workspace, on workspace-aware stores; None otherwise.
         self.workspace = str(row.workspace) if store.supports_workspaces else None
+        self._workspace_key = str(row.workspace)
 
     @property
     def connection(self) -> sa.Connection:
@@ -125,54 +135,55 @@ class LockedModel:
         """The identity a request for ``version`` is bound to."""
         return VersionIdentity(self.workspace, self.created, version.created)
 
+    def _state(self, row: Any) -> VersionState:
+        return VersionState(row, self._orm_version)
+
+    def _orm_version(self, number: int) -> Any:
+        return (
+            self._store._get_query(self._session, SqlModelVersion)
+            .filter(SqlModelVersion.name == self.name, SqlModelVersion.version == number)
+            .one()
+        )
+
+    def _version_rows(self, *conditions: Any) -> list[Any]:
+        mv = SqlModelVersion.__table__.c
+        query = sa.select(*_VERSION_COLUMNS).where(
+            mv.workspace == self._workspace_key,
+            mv.name == self.name,
+            mv.current_stage != STAGE_DELETED_INTERNAL,
+            *conditions,
+        )
+        return list(self._session.connection().execute(query))
+
     def version(self, number: int) -> VersionState | None:
         """A live version, or None when there is no such version."""
         if number not in self._versions:
-            row = (
-                self._store._get_query(self._session, SqlModelVersion)
-                .filter(
-                    SqlModelVersion.name == self.name,
-                    SqlModelVersion.version == number,
-                    SqlModelVersion.current_stage != STAGE_DELETED_INTERNAL,
-                )
-                .first()
-            )
-            self._versions[number] = None if row is None else VersionState(row)
+            rows = self._version_rows(SqlModelVersion.__table__.c.version == number)
+            self._versions[number] = self._state(rows[0]) if rows else None
         return self._versions[number]
 
     def in_stage(self, stage: str) -> list[VersionState]:
         """The live versions standing in ``stage``."""
-        rows = (
-            self._store._get_query(self._session, SqlModelVersion)
-            .filter(SqlModelVersion.name == self.name, SqlModelVersion.current_stage == stage)
-            .all()
-        )
-        return [VersionState(row) for row in rows]
+        rows = self._version_rows(SqlModelVersion.__table__.c.current_stage == stage)
+        return [self._state(row) for row in rows]
 
     @cached_property
     def versions(self) -> list[VersionState]:
         """Every live version of the model."""
-        rows = (
-            self._store._get_query(self._session, SqlModelVersion)
-            .filter(
-                SqlModelVersion.name == self.name,
-                SqlModelVersion.current_stage != STAGE_DELETED_INTERNAL,
-            )
-            .all()
-        )
-        for row in rows:
-            self._versions[int(row.version)] = VersionState(row)
-        return [VersionState(row) for row in rows]
+        states = [self._state(row) for row in self._version_rows()]
+        self._versions.update({state.number: state for state in states})
+        return states
 
     @cached_property
     def aliases(self) -> dict[str, int]:
         """Alias -> version number, spelled as stored."""
-        rows = (
-            self._store._get_query(self._session, SqlRegisteredModelAlias)
-            .filter(SqlRegisteredModelAlias.name == self.name)
-            .all()
+        al = SqlRegisteredModelAlias.__table__.c
+        rows = self._session.connection().execute(
+            sa.select(al.alias, al.version).where(
+                al.workspace == self._workspace_key, al.name == self.name
+            )
         )
-        return {str(row.alias): int(row.version) for row in rows}
+        return {str(alias): int(version) for alias, version in rows}
 
     def aliases_of(self, number: int) -> list[str]:
         """The aliases pointing at version ``number``."""
@@ -204,25 +215,75 @@ class LockedModel:
         return self._session.get_bind().dialect.name in FOLDING_DIALECTS
 
 
-def lock_model(session: Session, store: GovernedStoreBase, name: str) -> LockedModel | None:
+def lock_model(
+    session: Session, store: GovernedStoreBase, name: str, version: int | None = None
+) -> LockedModel | None:
     """Take the registered model's row lock for the rest of the write transaction.
+
+    One statement reads the model's row (and ``version``'s, when given) under the lock:
+    the gate's usual questions cost no further round trip.
 
     Args:
         session: MLflow's write session, before MLflow has read anything in it.
         store: The governed store.
         name: The model name as the caller spelled it.
+        version: The version the write concerns, read along with the model.
 
     Returns:
         The locked model, or None when no such model exists (MLflow then refuses the
         write with its own error).
     """
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(_SQLITE_WRITE_LOCK)
-        query = store._get_query(session, SqlRegisteredModel)
-    else:
-        query = store._get_query(session, SqlRegisteredModel).with_for_update()
-    row = query.filter(SqlRegisteredModel.name == name).first()
-    return None if row is None else LockedModel(session, store, row)
+    connection = session.connection()
+    locking = connection.dialect.name != "sqlite"
+    if not locking:
+        take_head(session)
+    statement = _LOCK_STATEMENTS[(version is not None, locking)]
+    params = {"name": name, "workspace": store._get_active_workspace(), "version": version}
+    row = connection.execute(statement, params).first()
+    return None if row is None else LockedModel(session, store, row, version)
 
+
+_VERSION_COLUMNS = tuple(
+    SqlModelVersion.__table__.c[name]
+    for name in (
+        "version",
+        "current_stage",
+        "user_id",
+        "creation_time",
+        "source",
+        "storage_location",
+    )
+)
+
+
+def _lock_statement(with_version: bool, locking: bool) -> sa.Select[Any]:
+    rm = SqlRegisteredModel.__table__.c
+    mv = SqlModelVersion.__table__.c
+    columns = [rm.name, rm.creation_time.label("model_created"), rm.workspace]
+    query = sa.select(*columns)
+    if with_version:
+        joined = SqlRegisteredModel.__table__.outerjoin(
+            SqlModelVersion.__table__,
+            sa.and_(
+                mv.workspace == rm.workspace,
+                mv.name == rm.name,
+                mv.version == sa.bindparam("version"),
+                mv.current_stage != STAGE_DELETED_INTERNAL,
+            ),
+        )
+        query = sa.select(*columns, *_VERSION_COLUMNS).select_from(joined)
+    query = query.where(rm.workspace == sa.bindparam("workspace"), rm.name == sa.bindparam("name"))
+    if locking:
+        query = query.with_for_update(of=SqlRegisteredModel.__table__)
+    return query
+
+
+# Built once: every governed move runs one of them, and building a statement costs more
+# than running a cached one.
+_LOCK_STATEMENTS = {
+    (with_version, locking): _lock_statement(with_version, locking)
+    for with_version in (False, True)
+    for locking in (False, True)
+}
 
 __all__ = ["FOLDING_DIALECTS", "LockedModel", "VersionState", "fold", "lock_model"]

@@ -226,7 +226,8 @@ class GovernedStore(GovernedStoreBase):
         """Decide on the model's locked row, inside MLflow's write session."""
         assert op.model is not None
         op.hooks.clear()  # a retried transaction decides afresh
-        locked = lock_model(session, self, op.model)
+        version = move.version if move is not None else op.version
+        locked = lock_model(session, self, op.model, version)
         if locked is None:
             return  # no such model: MLflow refuses the write with its own error
         if locked.name != op.model:

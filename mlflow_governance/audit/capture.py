@@ -29,7 +29,7 @@ from mlflow.store.model_registry.dbmodels.models import (
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
-from mlflow_governance.audit.writer import AuditEntry, append
+from mlflow_governance.audit.writer import HEAD_TAKEN, AuditEntry, append
 from mlflow_governance.exceptions import GovernanceError
 from mlflow_governance.identity import Identity, current_identity
 
@@ -224,6 +224,7 @@ def _after_flush(session: Session, _ctx: Any) -> None:
 
 def _after_soft_rollback(session: Session, _previous: Any) -> None:
     session.info.pop(_CHANGES, None)
+    session.info.pop(HEAD_TAKEN, None)  # the head read belongs to the rolled-back transaction
 
 
 def _before_commit(session: Session) -> None:

@@ -59,6 +59,25 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+#: Where :func:`take_head` leaves the chain head it read, in the Session's ``info``.
+HEAD_TAKEN = "governance_head_taken"
+
+
+def take_head(session: Session) -> None:
+    """Lock the chain head now and remember it for this transaction's :func:`append`.
+
+    On SQLite the governed store must hold the database's write lock before it decides
+    anything, and the chain head is the page every governed write dirties anyway: taking
+    it early both locks and reads it in one statement, and spares ``append`` the bump.
+
+    Args:
+        session: The write session, before anything else ran in its transaction.
+    """
+    head = session.connection().execute(_BUMP_HEAD_RETURNING, {"n_rows": 0}).first()
+    if head is not None:
+        session.info[HEAD_TAKEN] = (int(head[0]), str(head[1]))
+
+
 def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
     """Chain and insert audit rows in the executor's open transaction.
 
@@ -80,7 +99,11 @@ def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, 
     connection = executor.connection() if isinstance(executor, Session) else executor
     storage = _storage_of(connection)
     count = len(entries)
-    if connection.dialect.update_returning:  # PostgreSQL, SQLite >= 3.35: one round trip
+    taken = executor.info.pop(HEAD_TAKEN, None) if isinstance(executor, Session) else None
+    head: Any
+    if taken is not None:  # locked and read by take_head in this very transaction
+        head = (taken[0] + count, taken[1])
+    elif connection.dialect.update_returning:  # PostgreSQL, SQLite >= 3.35: one round trip
         head = connection.execute(_BUMP_HEAD_RETURNING, {"n_rows": count}).first()
     else:  # MariaDB/MySQL: UPDATE has no RETURNING; read the head under the lock just taken
         connection.execute(_BUMP_HEAD, {"n_rows": count})
@@ -129,7 +152,10 @@ def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, 
             row["details"] = storage.details_text(entry.details, unstorable)
         row["hash"] = prev_hash = row_hash(row)
         rows.append(row)
-    if connection.dialect.name == "postgresql" and count == 1:
+    if taken is not None:
+        connection.execute(_INSERT_ROWS, rows)
+        connection.execute(_SET_HEAD, {"head_seq": head[0], "head_hash": prev_hash})
+    elif connection.dialect.name == "postgresql" and count == 1:
         # One round trip for the row and the new head: PostgreSQL runs an INSERT in a
         # WITH clause as part of the UPDATE statement.
         params = {f"row_{name}": value for name, value in rows[0].items()}
@@ -153,6 +179,14 @@ _SET_HEAD_HASH = (
     sa.update(audit_head)
     .where(audit_head.c.id == HEAD_ROW_ID)
     .values(hash=sa.bindparam("head_hash", type_=sa.String))
+)
+_SET_HEAD = (
+    sa.update(audit_head)
+    .where(audit_head.c.id == HEAD_ROW_ID)
+    .values(
+        seq=sa.bindparam("head_seq", type_=sa.BigInteger),
+        hash=sa.bindparam("head_hash", type_=sa.String),
+    )
 )
 _INSERT_ROW_SET_HEAD_HASH = _SET_HEAD_HASH.add_cte(
     sa.insert(audit_log)

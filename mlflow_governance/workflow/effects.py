@@ -82,12 +82,12 @@ def rename_verdict(
         if verdict is not None:
             return verdict
     for version in locked.versions:
-        for tag in version.row.model_version_tags:
-            trusted = tag_move_decision(policy, subject, old, new_name, str(tag.key))
+        for key, _ in version.tags():
+            trusted = tag_move_decision(policy, subject, old, new_name, key)
             if trusted is not None and not trusted.granted:
                 return Verdict(
                     trusted.rule,
-                    f"version {version.number} carries tag '{tag.key}', which under "
+                    f"version {version.number} carries tag '{key}', which under "
                     f"'{new_name}' only trusted writers may set: {trusted.reason}",
                     trusted.hint,
                     action="edit",
