@@ -27,7 +27,8 @@ from mlflow.store.model_registry.dbmodels.models import (
     SqlRegisteredModelAlias,
 )
 
-from mlflow_governance.audit.writer import take_head
+from mlflow_governance.audit.tables import HEAD_ROW_ID, audit_head
+from mlflow_governance.audit.writer import saw_head, take_head
 from mlflow_governance.workflow.requests import VersionIdentity
 
 if TYPE_CHECKING:
@@ -234,13 +235,21 @@ def lock_model(
         write with its own error).
     """
     connection = session.connection()
-    locking = connection.dialect.name != "sqlite"
-    if not locking:
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
         take_head(session)
-    statement = _LOCK_STATEMENTS[(version is not None, locking)]
+    statement = _LOCK_STATEMENTS[(version is not None, _lock_kind(dialect))]
     params = {"name": name, "workspace": store._get_active_workspace(), "version": version}
     row = connection.execute(statement, params).first()
-    return None if row is None else LockedModel(session, store, row, version)
+    if row is None:
+        return None
+    if dialect == "postgresql":  # read along, unlocked: the audit append may skip its bump
+        saw_head(session, row.head_seq, row.head_hash)
+    return LockedModel(session, store, row, version)
+
+
+def _lock_kind(dialect: str) -> str:
+    return dialect if dialect in ("sqlite", "postgresql") else "mysql"
 
 
 _VERSION_COLUMNS = tuple(
@@ -256,10 +265,16 @@ _VERSION_COLUMNS = tuple(
 )
 
 
-def _lock_statement(with_version: bool, locking: bool) -> sa.Select[Any]:
+def _lock_statement(with_version: bool, kind: str) -> sa.Select[Any]:
     rm = SqlRegisteredModel.__table__.c
     mv = SqlModelVersion.__table__.c
-    columns = [rm.name, rm.creation_time.label("model_created"), rm.workspace]
+    columns: list[Any] = [rm.name, rm.creation_time.label("model_created"), rm.workspace]
+    if kind == "postgresql":
+        head = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ROW_ID)
+        columns.append(head.with_only_columns(audit_head.c.seq).scalar_subquery().label("head_seq"))
+        columns.append(
+            head.with_only_columns(audit_head.c.hash).scalar_subquery().label("head_hash")
+        )
     query = sa.select(*columns)
     if with_version:
         joined = SqlRegisteredModel.__table__.outerjoin(
@@ -273,7 +288,7 @@ def _lock_statement(with_version: bool, locking: bool) -> sa.Select[Any]:
         )
         query = sa.select(*columns, *_VERSION_COLUMNS).select_from(joined)
     query = query.where(rm.workspace == sa.bindparam("workspace"), rm.name == sa.bindparam("name"))
-    if locking:
+    if kind != "sqlite":
         query = query.with_for_update(of=SqlRegisteredModel.__table__)
     return query
 
@@ -281,9 +296,9 @@ def _lock_statement(with_version: bool, locking: bool) -> sa.Select[Any]:
 # Built once: every governed move runs one of them, and building a statement costs more
 # than running a cached one.
 _LOCK_STATEMENTS = {
-    (with_version, locking): _lock_statement(with_version, locking)
+    (with_version, kind): _lock_statement(with_version, kind)
     for with_version in (False, True)
-    for locking in (False, True)
+    for kind in ("sqlite", "postgresql", "mysql")
 }
 
 __all__ = ["FOLDING_DIALECTS", "LockedModel", "VersionState", "fold", "lock_model"]

@@ -59,7 +59,8 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-#: Where :func:`take_head` leaves the chain head it read, in the Session's ``info``.
+#: Where :func:`take_head` and :func:`saw_head` leave the chain head they read, in the
+#: Session's ``info``: ``(seq, hash, locked)``.
 HEAD_TAKEN = "governance_head_taken"
 
 
@@ -75,7 +76,23 @@ def take_head(session: Session) -> None:
     """
     head = session.connection().execute(_BUMP_HEAD_RETURNING, {"n_rows": 0}).first()
     if head is not None:
-        session.info[HEAD_TAKEN] = (int(head[0]), str(head[1]))
+        session.info[HEAD_TAKEN] = (int(head[0]), str(head[1]), True)
+
+
+def saw_head(session: Session, seq: int | None, head_hash: str | None) -> None:
+    """Remember a chain head read (without its lock) earlier in the transaction.
+
+    :func:`append` then tries to move the head from exactly that position in the same
+    statement that inserts the row; when another writer moved it first, nothing is
+    written by that try and ``append`` takes the head's lock as usual.
+
+    Args:
+        session: The write session.
+        seq: The head's position as read, or None when the head is missing.
+        head_hash: The head's hash as read.
+    """
+    if seq is not None and head_hash is not None:
+        session.info[HEAD_TAKEN] = (int(seq), str(head_hash), False)
 
 
 def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
@@ -83,7 +100,8 @@ def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, 
 
     The head row is updated before it is read: the update takes a row lock on PostgreSQL
     and MySQL and the write lock on SQLite, so concurrent writers queue here and each
-    sees the head its predecessor committed.
+    sees the head its predecessor committed. A head read earlier in the transaction
+    (:func:`take_head`, :func:`saw_head`) saves that round trip.
 
     Args:
         executor: A Session or Connection inside the transaction of the change.
@@ -99,11 +117,29 @@ def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, 
     connection = executor.connection() if isinstance(executor, Session) else executor
     storage = _storage_of(connection)
     count = len(entries)
-    taken = executor.info.pop(HEAD_TAKEN, None) if isinstance(executor, Session) else None
-    head: Any
-    if taken is not None:  # locked and read by take_head in this very transaction
-        head = (taken[0] + count, taken[1])
-    elif connection.dialect.update_returning:  # PostgreSQL, SQLite >= 3.35: one round trip
+    known = executor.info.pop(HEAD_TAKEN, None) if isinstance(executor, Session) else None
+    if known is not None and known[2]:  # locked and read by take_head in this transaction
+        rows = _chain(entries, storage, int(known[0]) + 1, known[1])
+        connection.execute(_INSERT_ROWS, rows)
+        connection.execute(_SET_HEAD, {"head_seq": known[0] + count, "head_hash": rows[-1]["hash"]})
+        return rows
+    if known is not None and count == 1 and connection.dialect.name == "postgresql":
+        # Optimistic: move the head from where it was seen, in the statement that inserts
+        # the row. Another writer may have moved it since: then nothing was written.
+        rows = _chain(entries, storage, int(known[0]) + 1, known[1])
+        params = {f"row_{name}": value for name, value in rows[0].items()}
+        moved = connection.execute(
+            _INSERT_ROW_IF_HEAD_AT,
+            {
+                **params,
+                "seen_seq": known[0],
+                "head_seq": known[0] + 1,
+                "head_hash": params["row_hash"],
+            },
+        )
+        if moved.first() is not None:
+            return rows
+    if connection.dialect.update_returning:  # PostgreSQL, SQLite >= 3.35: one round trip
         head = connection.execute(_BUMP_HEAD_RETURNING, {"n_rows": count}).first()
     else:  # MariaDB/MySQL: UPDATE has no RETURNING; read the head under the lock just taken
         connection.execute(_BUMP_HEAD, {"n_rows": count})
@@ -117,13 +153,28 @@ def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, 
             "the head from the newest remaining row."
         )
     seq, prev_hash = head
+    rows = _chain(entries, storage, int(seq) - count + 1, prev_hash)
+    if connection.dialect.name == "postgresql" and count == 1:
+        # One round trip for the row and the new head: PostgreSQL runs an INSERT in a
+        # WITH clause as part of the UPDATE statement.
+        params = {f"row_{name}": value for name, value in rows[0].items()}
+        connection.execute(_INSERT_ROW_SET_HEAD_HASH, {**params, "head_hash": rows[-1]["hash"]})
+    else:
+        connection.execute(_INSERT_ROWS, rows)
+        connection.execute(_SET_HEAD_HASH, {"head_hash": rows[-1]["hash"]})
+    return rows
+
+
+def _chain(
+    entries: Sequence[AuditEntry], storage: Any, first_id: int, prev_hash: str
+) -> list[dict[str, Any]]:
+    """The rows of ``entries``, numbered from ``first_id`` and chained after ``prev_hash``."""
     now = utc_now()
     rows: list[dict[str, Any]] = []
-    next_id = int(seq) - count + 1
     for offset, entry in enumerate(entries):
         ident = entry.identity
         row: dict[str, Any] = {
-            "id": next_id + offset,
+            "id": first_id + offset,
             "time": now,
             "actor": ident.user,
             "identity_source": ident.source,
@@ -152,17 +203,6 @@ def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, 
             row["details"] = storage.details_text(entry.details, unstorable)
         row["hash"] = prev_hash = row_hash(row)
         rows.append(row)
-    if taken is not None:
-        connection.execute(_INSERT_ROWS, rows)
-        connection.execute(_SET_HEAD, {"head_seq": head[0], "head_hash": prev_hash})
-    elif connection.dialect.name == "postgresql" and count == 1:
-        # One round trip for the row and the new head: PostgreSQL runs an INSERT in a
-        # WITH clause as part of the UPDATE statement.
-        params = {f"row_{name}": value for name, value in rows[0].items()}
-        connection.execute(_INSERT_ROW_SET_HEAD_HASH, {**params, "head_hash": prev_hash})
-    else:
-        connection.execute(_INSERT_ROWS, rows)
-        connection.execute(_SET_HEAD_HASH, {"head_hash": prev_hash})
     return rows
 
 
@@ -188,6 +228,25 @@ _SET_HEAD = (
         hash=sa.bindparam("head_hash", type_=sa.String),
     )
 )
+_HEAD_MOVED = (
+    sa.update(audit_head)
+    .where(
+        audit_head.c.id == HEAD_ROW_ID,
+        audit_head.c.seq == sa.bindparam("seen_seq", type_=sa.BigInteger),
+    )
+    .values(
+        seq=sa.bindparam("head_seq", type_=sa.BigInteger),
+        hash=sa.bindparam("head_hash", type_=sa.String),
+    )
+    .returning(audit_head.c.id)
+    .cte("head_moved")
+)
+_INSERT_ROW_IF_HEAD_AT = sa.insert(audit_log).from_select(
+    [c.name for c in audit_log.c],
+    sa.select(
+        *(sa.bindparam(f"row_{c.name}", type_=c.type).label(c.name) for c in audit_log.c)
+    ).select_from(_HEAD_MOVED),
+).returning(audit_log.c.id)
 _INSERT_ROW_SET_HEAD_HASH = _SET_HEAD_HASH.add_cte(
     sa.insert(audit_log)
     .values({c.name: sa.bindparam(f"row_{c.name}", type_=c.type) for c in audit_log.c})
