@@ -24,10 +24,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance.audit import writer
+from mlflow_governance.audit import storable
 from mlflow_governance.audit.query import verify as chain_verify
+from mlflow_governance.audit.storable import UNSTORABLE
 from mlflow_governance.audit.tables import audit_log
-from mlflow_governance.audit.writer import UNSTORABLE, AuditEntry, append
+from mlflow_governance.audit.writer import AuditEntry, append
 from mlflow_governance.identity import SOURCE_ASSERTED, Identity, acting_as
 from tests.audit.test_tamper import verify as cli_verify
 from tests.databases import REQUIRE, SERVERS
@@ -343,12 +344,12 @@ def test_characters_a_narrow_charset_lacks_are_escaped(narrow_mariadb: tuple[str
 # ---------------------------------------------------------------------- the safe form itself
 
 COLUMN_SHAPES = [
-    ("varchar", 256, False, writer._UTF8),
-    ("varchar", 32, False, writer._UTF8_BMP),
-    ("varchar", 16, False, writer._ASCII),
-    ("text", 300, True, writer._UTF8),
-    ("text", 300, True, writer._Charset("latin1", "cp1252")),
-    ("text", 300, True, writer._Charset("ucs2", "ascii", width=4)),
+    ("varchar", 256, False, storable._UTF8),
+    ("varchar", 32, False, storable._UTF8_BMP),
+    ("varchar", 16, False, storable._ASCII),
+    ("text", 300, True, storable._UTF8),
+    ("text", 300, True, storable._Charset("latin1", "cp1252")),
+    ("text", 300, True, storable._Charset("ucs2", "ascii", width=4)),
 ]
 
 hostile_text = st.text(
@@ -366,7 +367,7 @@ def test_a_safe_form_always_fits_and_is_deterministic(
     shape: tuple[str, int, bool, Any], value: str
 ) -> None:
     _kind, limit, in_bytes, charset = shape
-    column = writer._TextColumn("model", limit, in_bytes, charset)
+    column = storable._TextColumn("model", limit, in_bytes, charset)
     if column.fits(value):
         return
     digest = sha256(value)
@@ -377,12 +378,12 @@ def test_a_safe_form_always_fits_and_is_deterministic(
 
 
 def test_the_charsets_of_both_ends_narrow_each_other() -> None:
-    narrower = writer._narrower
-    utf8, bmp = writer._UTF8, writer._UTF8_BMP
-    latin1 = writer._mysql_charset("latin1")
+    narrower = storable._narrower
+    utf8, bmp = storable._UTF8, storable._UTF8_BMP
+    latin1 = storable._mysql_charset("latin1")
     assert narrower(utf8, utf8) == utf8
     assert narrower(utf8, bmp) == narrower(bmp, utf8) == bmp
     assert narrower(latin1, utf8) == narrower(utf8, latin1) == latin1
     assert narrower(bmp, latin1) == narrower(latin1, bmp) == latin1
-    other = narrower(latin1, writer._mysql_charset("koi8r"))
+    other = narrower(latin1, storable._mysql_charset("koi8r"))
     assert other.codec == "ascii" and other.width == 4
