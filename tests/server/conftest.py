@@ -302,7 +302,16 @@ def governance_server(
 
 def postgres_or_skip() -> None:
     """Skip (or fail under ``MLFLOW_GOVERNANCE_REQUIRE_DATABASES=1``) without PostgreSQL."""
-    problem = SERVERS["postgresql"].reachable()
+    database_or_skip("postgresql")
+
+
+def database_or_skip(backend: str) -> None:
+    """Skip (or fail under ``MLFLOW_GOVERNANCE_REQUIRE_DATABASES=1``) without ``backend``.
+
+    Args:
+        backend: ``postgresql`` or ``mysql`` (a key of ``tests.databases.SERVERS``).
+    """
+    problem = SERVERS[backend].reachable()
     if problem:
         if REQUIRE:
             pytest.fail(f"{problem} (MLFLOW_GOVERNANCE_REQUIRE_DATABASES=1)")

@@ -1,58 +1,91 @@
-"""Hostile model names against a PostgreSQL registry, where the database refuses them.
+"""Hostile model names against PostgreSQL and MariaDB/MySQL registries, which refuse them.
 
-PostgreSQL rejects NUL in text and anything longer than a ``VARCHAR(256)`` column, so a
-refusal whose audit row quotes such a name is where a crash would hide. Each attempt by
-an ordinary user (``tests/server/hostile.py``) must still be answered with a 4xx JSON
-error and be audited.
+PostgreSQL rejects NUL in text; both reject a name longer than a ``VARCHAR(256)`` column.
+A refusal whose audit row quotes such a name is where a crash would hide, so each
+attempt by an ordinary user (``tests/server/hostile.py``) must still be answered with a
+4xx JSON error and be audited. One governance server per database, each on a fresh
+database of its own.
 
 Known failure: the audit writer cannot store these names yet, so most refused attempts
 end in HTTP 500 (JSON without a traceback, from the server's error handler). Those cases
 are strict xfails until the writer is fixed; they will then pass and fail as XPASS, the
-sign to drop the mark. The rename (refused on the existing model it renames) and the
-transition of a long name (not found first) pass already.
+sign to drop the mark. The cases in :data:`PASSING` are refused before any audit row
+names the model (a transition of a model that does not exist is a 404; PostgreSQL can
+compare a long name but cannot take a NUL at all; MySQL takes a NUL) and pass already,
+as does the rename (refused on the existing model it renames).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from tests.databases import SERVERS
 from tests.server import hostile
-from tests.server.conftest import GovServer, governance_server, postgres_or_skip, register
+from tests.server.conftest import GovServer, database_or_skip, governance_server, register
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.postgres,
-    pytest.mark.xdist_group("governance-hostile-pg"),
+    pytest.mark.xdist_group("governance-hostile-db"),
 ]
 
 WRITER_FIX = pytest.mark.xfail(strict=True, reason="audit writer fix in progress")
+BACKENDS = {"postgresql": pytest.mark.postgres, "mysql": pytest.mark.mysql}
+PASSING: dict[str, tuple[str, ...]] = {
+    "postgresql": ("transition-10k-chars",),
+    "mysql": ("transition-10k-chars", *(f"{operation}-nul" for operation in hostile.OPERATIONS)),
+}
 
 
 @pytest.fixture(scope="module")
-def gov(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GovServer]:
-    postgres_or_skip()
+def gov(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GovServer]:
+    backend = request.param
+    database_or_skip(backend)
     with (
-        SERVERS["postgresql"].database("hostile_registry") as registry,
-        governance_server(tmp_path_factory.mktemp("hostile-pg"), registry_db=registry) as running,
+        SERVERS[backend].database("hostile_registry") as registry,
+        governance_server(
+            tmp_path_factory.mktemp(f"hostile-{backend}"), registry_db=registry
+        ) as running,
     ):
         register(running, "alice", "hostile-target", stage=None)
         yield running
 
 
-#: Refused before any audit row names the model: a transition of a model that does not
-#: exist answers 404 (PostgreSQL can compare a long name; it cannot take a NUL at all).
-PASSING = ("transition-10k-chars",)
+def _cases() -> list[Any]:
+    out = []
+    for backend, backend_mark in BACKENDS.items():
+        for case in hostile.cases([WRITER_FIX], unmarked=PASSING[backend]):
+            operation, name = case.values
+            out.append(
+                pytest.param(
+                    backend,
+                    operation,
+                    name,
+                    id=f"{backend}-{case.id}",
+                    marks=[backend_mark, *case.marks],
+                )
+            )
+    return out
 
 
-@pytest.mark.parametrize(("operation", "name"), hostile.cases([WRITER_FIX], unmarked=PASSING))
+@pytest.mark.parametrize(("gov", "operation", "name"), _cases(), indirect=["gov"])
 def test_a_hostile_model_name_is_refused_cleanly(gov: GovServer, operation: str, name: str) -> None:
     hostile.assert_refused_cleanly(gov, operation, name)
 
 
-@pytest.mark.parametrize("label", sorted(hostile.NAMES))
+@pytest.mark.parametrize(
+    ("gov", "label"),
+    [
+        pytest.param(backend, label, id=f"{backend}-{label}", marks=mark)
+        for backend, mark in BACKENDS.items()
+        for label in sorted(hostile.NAMES)
+    ],
+    indirect=["gov"],
+)
 def test_renaming_to_a_hostile_name_is_refused_cleanly(gov: GovServer, label: str) -> None:
     """Refused on the model being renamed, which mallory may not edit: no hostile row."""
     before = hostile.denials(gov)
