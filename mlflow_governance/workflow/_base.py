@@ -33,7 +33,7 @@ from mlflow_governance.workflow.tables import (
 )
 
 if TYPE_CHECKING:
-    from mlflow_governance.store import GovernedStore
+    from mlflow_governance.write_path import GovernedWritePath
 
 #: The actor of housekeeping the plugin does by itself (expiring stale requests).
 SYSTEM = Identity("mlflow-governance", "system")
@@ -59,7 +59,7 @@ class WorkflowBase:
         store: The governed store whose database holds the requests.
     """
 
-    def __init__(self, store: GovernedStore) -> None:
+    def __init__(self, store: GovernedWritePath) -> None:
         self.store = store
         self.engine = store.engine
         self.gatekeeper = GateKeeper(store)
