@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from mlflow_governance.audit.writer import DECISION_ALLOW, DECISION_DENY, AuditEntry, append
-from mlflow_governance.exceptions import PermissionDenied
+from mlflow_governance.exceptions import Conflict, PermissionDenied
 from mlflow_governance.identity import Identity
 from mlflow_governance.policy import (
     Gate,
@@ -25,6 +25,7 @@ from mlflow_governance.workflow import requests as rq
 from mlflow_governance.workflow.gate import GateKeeper
 from mlflow_governance.workflow.moves import GateStatus, _fact, explain_all
 from mlflow_governance.workflow.tables import (
+    CANCELLED,
     EXPIRED,
     KIND_REVIEW,
     KIND_ROLLBACK,
@@ -238,6 +239,49 @@ class WorkflowBase:
         except Exception:
             return False
         return view.identity.matches(bound)
+
+    def _end_if_gone(self, request_id: int) -> None:
+        """Cancel an open request whose version no longer exists as it was filed for.
+
+        Deleting or renaming a model ends its requests in the same transaction; this
+        catches what that cannot (requests filed before requests were bound to versions).
+
+        Raises:
+            Conflict: The request was cancelled, so nothing can be voted or applied.
+        """
+        view = self.get(request_id)
+        if view.state not in OPEN_STATES or view.kind == KIND_REVIEW or self._bound(view):
+            return
+        why = (
+            f"version {view.version} of '{view.model}' no longer exists as it was when the "
+            "request was filed (deleted, or its model deleted or renamed and made again)"
+        )
+        with self.engine.begin() as conn:
+            if rq.transition(
+                conn,
+                request_id,
+                from_states=OPEN_STATES,
+                to_state=CANCELLED,
+                now=utc_now(),
+                by=SYSTEM.user,
+                reason=why,
+            ):
+                append(
+                    conn,
+                    [
+                        self._entry(
+                            SYSTEM,
+                            "cancel_request",
+                            view.model,
+                            view.version,
+                            view.target,
+                            request_id,
+                            {},
+                            reason=f"request #{request_id} cancelled: {why}",
+                        )
+                    ],
+                )
+        raise Conflict(f"Request #{request_id} was cancelled: {why}. Request the move again.")
 
     @staticmethod
     def _entry(

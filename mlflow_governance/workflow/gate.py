@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from mlflow_governance.audit.writer import DECISION_ALLOW, AuditEntry, utc_now
-from mlflow_governance.exceptions import Conflict
+from mlflow_governance.audit.writer import utc_now
 from mlflow_governance.policy import (
     Decision,
     Gate,
@@ -33,16 +32,14 @@ from mlflow_governance.policy import (
     may_break_glass,
 )
 from mlflow_governance.workflow import requests as rq
+from mlflow_governance.workflow.commit_hooks import apply_through, break_glass
 from mlflow_governance.workflow.facts import version_facts
 from mlflow_governance.workflow.moves import GateStatus, Move, Verdict, _fact, _held_by
 from mlflow_governance.workflow.tables import (
-    APPLIED,
     APPROVED,
     KIND_REVIEW,
     KIND_ROLLBACK,
-    OPEN_STATES,
     PENDING,
-    SUPERSEDED,
 )
 
 if TYPE_CHECKING:
@@ -288,7 +285,7 @@ class GateKeeper:
             )
             if may_apply and all(st.passed for st in statuses):
                 move.notes["request"] = request
-                self._apply_through(op, request, gate, locked)
+                apply_through(op, request, gate, locked)
                 return None
             if not may_apply:
                 held_back = Verdict(
@@ -323,7 +320,7 @@ class GateKeeper:
         # request that cannot apply (e.g. failing checks) does not stand in its way.
         glass = all(may_break_glass(policy, g, move.model, subject).granted for g in gates)
         if glass and move.via_request is None:
-            self._break_glass(op, move, gate, identity, locked.identity(held))
+            break_glass(op, move, gate, identity, locked.identity(held))
             return None
         if held_back is not None:
             return held_back
@@ -377,81 +374,6 @@ class GateKeeper:
         # An approved review only acknowledges a break-glass move made already; it must
         # never authorise a later move of the same version to the same target.
         return next((view for view in found if view.kind != KIND_REVIEW), None), None
-
-    def _apply_through(
-        self, op: Operation, request: rq.RequestView, gate: Gate, locked: LockedModel
-    ) -> None:
-        op.request_id = request.id
-        op.rule = f"gates.{gate.name}"
-        op.reason = f"applies approved request #{request.id}"
-        op.details["approvers"] = [a.approver for a in request.approvals if a.decision == "approve"]
-        workspace = locked.workspace
-
-        def mark_applied(conn: Any) -> None:
-            now = utc_now()
-            if not rq.transition(
-                conn,
-                request.id,
-                from_states=[APPROVED],
-                to_state=APPLIED,
-                now=now,
-                by=op.identity.user,
-                applied=True,
-            ):
-                raise Conflict(
-                    f"Request #{request.id} was applied or closed meanwhile; nothing was changed."
-                )
-            # The rows go with the move's own audit rows, in the same transaction.
-            op.extra.extend(
-                AuditEntry(
-                    "supersede_request",
-                    op.identity,
-                    DECISION_ALLOW,
-                    model=other.model,
-                    version=other.version,
-                    request_id=other.id,
-                    reason=f"superseded by request #{request.id}, applied",
-                    details={"superseded_by": request.id, "target": str(other.target)},
-                    workspace=workspace,
-                )
-                for other in _supersede_others(conn, request, now, op.identity.user, workspace)
-            )
-
-        op.hooks.append(mark_applied)
-
-    def _break_glass(
-        self,
-        op: Operation,
-        move: Move,
-        gate: Gate,
-        identity: Identity,
-        bound: rq.VersionIdentity,
-    ) -> None:
-        op.rule = f"gates.{gate.name}.break_glass_roles"
-        op.reason = "break-glass move; a post-hoc review request is opened"
-        op.details["break_glass"] = True
-        assert move.version is not None
-
-        version = move.version
-
-        def open_review(conn: Any) -> None:
-            review_id = rq.insert(
-                conn,
-                kind=KIND_REVIEW,
-                model=move.model,
-                version=version,
-                target=move.target,
-                gate=gate.name,
-                state=PENDING,
-                requester=identity.user,
-                comment="post-hoc review of a break-glass move",
-                archive_existing=False,
-                now=utc_now(),
-                identity=bound,
-            )
-            op.request_id = review_id
-
-        op.hooks.append(open_review)
 
     def _refusal(
         self,
@@ -567,42 +489,6 @@ def _names(gates: Sequence[Gate]) -> str:
     if len(gates) == 1:
         return f"gate {gates[0].name}"
     return "gates " + ", ".join(g.name for g in gates)
-
-
-def _supersede_others(
-    conn: Any, request: rq.RequestView, now: Any, by: str, workspace: str | None
-) -> list[rq.RequestView]:
-    """Close every other open request for the same target; return those closed."""
-    closed = []
-    for other in rq.search(
-        conn,
-        model=request.model,
-        target=request.target,
-        states=OPEN_STATES,
-        workspace=workspace,
-        any_workspace=False,
-    ):
-        if (
-            other.id != request.id
-            and other.kind != KIND_REVIEW
-            and rq.transition(
-                conn,
-                other.id,
-                from_states=OPEN_STATES,
-                to_state=SUPERSEDED,
-                now=now,
-                by=by,
-                reason=f"superseded by request #{request.id}",
-            )
-        ):
-            closed.append(other)
-    return closed
-
-
-def _resource(move: Move) -> str:
-    if move.version is None:
-        return f"model '{move.model}'"
-    return f"model '{move.model}' version {move.version}"
 
 
 __all__ = ["GateKeeper"]

@@ -19,7 +19,7 @@ from mlflow_governance.policy import (
     may_break_glass,
 )
 from mlflow_governance.workflow import requests as rq
-from mlflow_governance.workflow._base import SYSTEM, WorkflowBase, utc_now
+from mlflow_governance.workflow._base import WorkflowBase, utc_now
 from mlflow_governance.workflow.moves import GateStatus, Move, _fact
 from mlflow_governance.workflow.tables import (
     APPROVED,
@@ -204,49 +204,6 @@ class Workflow(WorkflowBase):
         """
         self._vote(identity, request_id, "reject", comment, self.policy())
         return self.get(request_id)
-
-    def _end_if_gone(self, request_id: int) -> None:
-        """Cancel an open request whose version no longer exists as it was filed for.
-
-        Deleting or renaming a model ends its requests in the same transaction; this
-        catches what that cannot (requests filed before requests were bound to versions).
-
-        Raises:
-            Conflict: The request was cancelled, so nothing can be voted or applied.
-        """
-        view = self.get(request_id)
-        if view.state not in OPEN_STATES or view.kind == KIND_REVIEW or self._bound(view):
-            return
-        why = (
-            f"version {view.version} of '{view.model}' no longer exists as it was when the "
-            "request was filed (deleted, or its model deleted or renamed and made again)"
-        )
-        with self.engine.begin() as conn:
-            if rq.transition(
-                conn,
-                request_id,
-                from_states=OPEN_STATES,
-                to_state=CANCELLED,
-                now=utc_now(),
-                by=SYSTEM.user,
-                reason=why,
-            ):
-                append(
-                    conn,
-                    [
-                        self._entry(
-                            SYSTEM,
-                            "cancel_request",
-                            view.model,
-                            view.version,
-                            view.target,
-                            request_id,
-                            {},
-                            reason=f"request #{request_id} cancelled: {why}",
-                        )
-                    ],
-                )
-        raise Conflict(f"Request #{request_id} was cancelled: {why}. Request the move again.")
 
     def _vote(
         self,
