@@ -275,3 +275,45 @@ def test_a_refusal_is_audited_whatever_the_name(reg: Registry, name: str) -> Non
     assert denied == ["read", "set_registered_model_tag", "create_model_version"]
     with reg.store.engine.connect() as conn:
         assert verify(conn).ok
+
+
+# ---------------------------------------------------------------------- trusted facts
+
+
+def test_a_checked_tag_is_written_only_by_its_trusted_writers(reg: Registry) -> None:
+    from mlflow.entities.model_registry import ModelVersionTag
+
+    reg.use_policy("trusted")
+    reg.seed("fraud-x")
+    attempts = (
+        lambda: reg.mlflow.set_model_version_tag("fraud-x", 1, "validation_status", "passed"),
+        lambda: reg.mlflow.set_model_version_tag("fraud-x", 1, "Validation_Status", "passed"),
+        lambda: reg.mlflow.delete_model_version_tag("fraud-x", 1, "validation_status"),
+        lambda: reg.store.create_model_version(
+            "fraud-x", "file:///m", tags=[ModelVersionTag("validation_status", "passed")]
+        ),
+    )
+    for attempt in attempts:
+        refused = reg.fails("alice", attempt)
+        assert refused.error_code == "PERMISSION_DENIED", refused.message
+        assert "set_by" in refused.message and "validator" in refused.message
+    assert reg.stages("fraud-x") == {1: "None"}  # no version 2 was created
+    reg.run("alice", lambda: reg.mlflow.set_model_version_tag("fraud-x", 1, "notes", "ok"))
+    reg.run(
+        "val", lambda: reg.mlflow.set_model_version_tag("fraud-x", 1, "validation_status", "passed")
+    )
+    denied = [r["action"] for r in reg.audit(decision="deny")]
+    assert denied.count("set_model_version_tag") == 2
+    assert denied.count("create_model_version") == 1
+
+
+def test_a_rename_does_not_launder_a_tag_set_where_nobody_checked_it(reg: Registry) -> None:
+    reg.use_policy("trusted")
+    reg.seed("sandbox-x")
+    reg.run(
+        "alice",
+        lambda: reg.mlflow.set_model_version_tag("sandbox-x", 1, "validation_status", "passed"),
+    )
+    refused = reg.fails("alice", lambda: reg.mlflow.rename_registered_model("sandbox-x", "fraud-x"))
+    assert refused.error_code == "PERMISSION_DENIED" and "validation_status" in refused.message
+    assert reg.stages("sandbox-x") == {1: "None"}
