@@ -148,8 +148,9 @@ class GovernanceClient:
         """
 
         def run() -> dict[str, Any]:
-            self._require(self._who(), "read", name, "check_gate")
-            status = self.workflow.check(name, int(version), gate)
+            who = self._who()
+            self._require(who, "read", name, "check_gate")
+            status = self.workflow.check(name, int(version), gate, actor=who.user)
             checks = [
                 dict(c._asdict()) if hasattr(c, "_asdict") else dict(c.__dict__)
                 for c in status.checks
@@ -275,10 +276,15 @@ class GovernanceClient:
 
     def apply_policy(self, path: str | Path) -> dict[str, Any]:
         """Validate a policy file and make it the applied policy (needs ``policy:admin``)."""
+        from mlflow_governance.policy import read_policy_file
         from mlflow_governance.workflow.policies import apply_policy
 
-        text = Path(path).read_text(encoding="utf-8")
-        return self._run(lambda: apply_policy(self.store, self._who(), text, str(path)).to_dict())
+        def run() -> dict[str, Any]:
+            # The loader's size budget holds for the text that is stored, too.
+            text = read_policy_file(str(path))
+            return apply_policy(self.store, self._who(), text, str(path)).to_dict()
+
+        return self._run(run)
 
     def explain(
         self, user: str, model: str, groups: frozenset[str] = frozenset()

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from mlflow_governance.audit.writer import DECISION_ALLOW, DECISION_DENY, AuditEntry, append
-from mlflow_governance.exceptions import Conflict, PermissionDenied
+from mlflow_governance.exceptions import Conflict, NotFound, PermissionDenied
 from mlflow_governance.identity import Identity
 from mlflow_governance.policy import (
     Gate,
@@ -73,9 +73,22 @@ class WorkflowBase:
     # ------------------------------------------------------------------ reading
 
     def get(self, request_id: int) -> rq.RequestView:
-        """One request, with what its gate still needs."""
+        """One request, with what its gate still needs.
+
+        Raises:
+            NotFound: No such request (in the workspace of the call, on workspace-aware
+                servers: another workspace's requests are not there to see).
+        """
         with self.engine.connect() as conn:
             view = rq.load(conn, request_id)
+        if self.store.supports_workspaces and view.identity.workspace not in (
+            None,
+            self.store.active_workspace(),
+        ):
+            raise NotFound(
+                f"Promotion request #{request_id} does not exist; list requests with "
+                "'mlflow-governance requests'."
+            )
         return self._with_needs(view)
 
     def list(
@@ -84,7 +97,14 @@ class WorkflowBase:
         """Requests, newest first; stale pending ones are expired first."""
         self.expire_stale()
         with self.engine.connect() as conn:
-            views = rq.search(conn, state=state, model=model, limit=limit)
+            views = rq.search(
+                conn,
+                state=state,
+                model=model,
+                limit=limit,
+                workspace=self.store.active_workspace(),
+                any_workspace=not self.store.supports_workspaces,
+            )
         return [self._with_needs(v) if v.state == PENDING else v for v in views]
 
     def _with_needs(self, view: rq.RequestView) -> rq.RequestView:
@@ -283,8 +303,8 @@ class WorkflowBase:
                 )
         raise Conflict(f"Request #{request_id} was cancelled: {why}. Request the move again.")
 
-    @staticmethod
     def _entry(
+        self,
         identity: Identity,
         action: str,
         model: str,
@@ -311,6 +331,7 @@ class WorkflowBase:
             details=details,
             reason=reason,
             rule=rule,
+            workspace=self.store.active_workspace(),
         )
 
     def _refuse(

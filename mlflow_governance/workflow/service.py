@@ -414,8 +414,17 @@ class Workflow(WorkflowBase):
         self.store.governed_move(identity, move)
         return self.get(request_id)
 
-    def check(self, model: str, version: int, gate_name: str) -> GateStatus:
+    def check(
+        self, model: str, version: int, gate_name: str, actor: str | None = None
+    ) -> GateStatus:
         """Evaluate everything a gate requires except approvals.
+
+        Args:
+            model: The registered model.
+            version: The version.
+            gate_name: The gate.
+            actor: Who would ask for the move (metric provenance compares the metric's
+                logger with them).
 
         Raises:
             InvalidRequest: The policy has no such gate.
@@ -427,7 +436,7 @@ class Workflow(WorkflowBase):
             raise InvalidRequest(f"The policy has no gate '{gate_name}' (gates: {valid}).")
         stage = gate.targets.stages[0] if gate.targets.stages else None
         target = rq.Target(rq.STAGE, stage) if stage else rq.Target(rq.ALIAS, "*")
-        return self.gatekeeper.status(policy, gate, model, int(version), target, None)
+        return self.gatekeeper.status(policy, gate, model, int(version), target, None, actor=actor)
 
     def rollback(
         self, identity: Identity, model: str, target: rq.Target, comment: str | None = None
