@@ -83,20 +83,10 @@ def assert_refused_cleanly(gov: GovServer, operation: str, name: str) -> None:
         assert denials(gov) > before
 
 
-def cases(marks: list[Any] | None = None, *, unmarked: tuple[str, ...] = ()) -> list[Any]:
-    """Every (operation, name) pair as pytest params, ids like ``create-model-nul``.
-
-    Args:
-        marks: Marks for every case (e.g. a strict xfail for a known failure).
-        unmarked: Ids of the cases that get no marks (those known to pass already).
-    """
+def cases() -> list[Any]:
+    """Every (operation, name) pair as pytest params, with ids like ``create-model-nul``."""
     return [
-        pytest.param(
-            operation,
-            name,
-            id=f"{operation}-{label}",
-            marks=[] if f"{operation}-{label}" in unmarked else (marks or []),
-        )
+        pytest.param(operation, name, id=f"{operation}-{label}")
         for operation in OPERATIONS
         for label, name in NAMES.items()
     ]

@@ -6,13 +6,8 @@ attempt by an ordinary user (``tests/server/hostile.py``) must still be answered
 4xx JSON error and be audited. One governance server per database, each on a fresh
 database of its own.
 
-Known failure: the audit writer cannot store these names yet, so most refused attempts
-end in HTTP 500 (JSON without a traceback, from the server's error handler). Those cases
-are strict xfails until the writer is fixed; they will then pass and fail as XPASS, the
-sign to drop the mark. The cases in :data:`PASSING` are refused before any audit row
-names the model (a transition of a model that does not exist is a 404; PostgreSQL can
-compare a long name but cannot take a NUL at all; MySQL takes a NUL) and pass already,
-as does the rename (refused on the existing model it renames).
+Until the audit writer stored such names in a form the database takes, most of these
+refusals ended in HTTP 500; every case now passes on both databases.
 """
 
 from __future__ import annotations
@@ -31,12 +26,7 @@ pytestmark = [
     pytest.mark.xdist_group("governance-hostile-db"),
 ]
 
-WRITER_FIX = pytest.mark.xfail(strict=True, reason="audit writer fix in progress")
 BACKENDS = {"postgresql": pytest.mark.postgres, "mysql": pytest.mark.mysql}
-PASSING: dict[str, tuple[str, ...]] = {
-    "postgresql": ("transition-10k-chars",),
-    "mysql": ("transition-10k-chars", *(f"{operation}-nul" for operation in hostile.OPERATIONS)),
-}
 
 
 @pytest.fixture(scope="module")
@@ -56,20 +46,11 @@ def gov(
 
 
 def _cases() -> list[Any]:
-    out = []
-    for backend, backend_mark in BACKENDS.items():
-        for case in hostile.cases([WRITER_FIX], unmarked=PASSING[backend]):
-            operation, name = case.values
-            out.append(
-                pytest.param(
-                    backend,
-                    operation,
-                    name,
-                    id=f"{backend}-{case.id}",
-                    marks=[backend_mark, *case.marks],
-                )
-            )
-    return out
+    return [
+        pytest.param(backend, *case.values, id=f"{backend}-{case.id}", marks=mark)
+        for backend, mark in BACKENDS.items()
+        for case in hostile.cases()
+    ]
 
 
 @pytest.mark.parametrize(("gov", "operation", "name"), _cases(), indirect=["gov"])
