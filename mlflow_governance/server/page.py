@@ -191,7 +191,7 @@ def request_detail(request_id: str) -> Response:
         return _page(
             "governance_error.html",
             status=_status(exc),
-            title=f"Request #{request_id}",
+            title=f"Request #{request_id[:24]}",  # the raw path segment, maybe hostile
             message=_error_message(exc),
         )
     return _page(
