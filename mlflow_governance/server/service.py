@@ -69,8 +69,8 @@ class Service:
 
     @property
     def subject(self) -> Subject:
-        """The caller as the policy sees them."""
-        return Subject(self.identity.user, self.identity.groups)
+        """The caller as the policy sees them, in the request's workspace."""
+        return self.ext.store().subject_of(self.identity)
 
     def policy(self) -> Policy:
         """The policy in force (re-read within seconds of a change, in every process)."""
