@@ -354,21 +354,19 @@ def _lineage(connection: sa.Connection, model: str) -> list[tuple[str, int, int 
         if new_name:
             renames.append((int(row.id), row.model, new_name))
     segments: list[tuple[str, int, int | None]] = []
-    name, upper = model, None
+    # ``horizon``: only renames before the one just followed count. It falls with every
+    # step, so the walk ends whatever the renames were (a model renamed to its own name,
+    # or back and forth between two names).
+    name, upper, horizon = model, None, None
     while True:
-        earlier = [r for r in renames if upper is None or r[0] < upper]
+        earlier = [r for r in renames if (horizon is None or r[0] < horizon) and r[1] != r[2]]
         into = max((r for r in earlier if r[2] == name), default=None)
-        # The rename just followed (id upper - 1) is this name's own departure, not an
-        # earlier model's.
-        vacated = max(
-            (r[0] for r in earlier if r[1] == name and (upper is None or r[0] < upper - 1)),
-            default=0,
-        )
+        vacated = max((r[0] for r in earlier if r[1] == name), default=0)
         lower = max(into[0] if into else 0, vacated)
         segments.append((name, lower, upper))
         if into is None or vacated > into[0]:
             return segments
-        name, upper = into[1], into[0] + 1
+        name, upper, horizon = into[1], into[0] + 1, into[0]
 
 
 def history(

@@ -317,3 +317,23 @@ def test_a_rename_does_not_launder_a_tag_set_where_nobody_checked_it(reg: Regist
     refused = reg.fails("alice", lambda: reg.mlflow.rename_registered_model("sandbox-x", "fraud-x"))
     assert refused.error_code == "PERMISSION_DENIED" and "validation_status" in refused.message
     assert reg.stages("sandbox-x") == {1: "None"}
+
+
+def test_history_ends_for_any_chain_of_renames(reg: Registry) -> None:
+    """A model renamed to its own name, and back and forth, keeps a finite history."""
+    from mlflow_governance.audit.query import history
+
+    reg.seed("sandbox-h", stages=["Staging"])
+    for old, new in [
+        ("sandbox-h", "sandbox-h"),
+        ("sandbox-h", "sandbox-i"),
+        ("sandbox-i", "sandbox-h"),
+        ("sandbox-h", "sandbox-h"),
+    ]:
+        reg.run("alice", lambda o=old, n=new: reg.mlflow.rename_registered_model(o, n))
+    with reg.store.engine.connect() as conn:
+        events = history(conn, "sandbox-h")
+    assert [(e.version, e.name) for e in events if e.kind == "stage"] == [
+        (1, "None"),
+        (1, "Staging"),
+    ]
