@@ -633,13 +633,6 @@ class Example:
             return self.attempt(user, lambda: client.delete_registered_model_alias(model, alias))
         if name == "rename":
             user, model, new_name = args
-            stored = self.before.models.get((_ws(self.space), self.key(model)))
-            if stored is not None and stored[0] == new_name:
-                # Renaming a model to its own name sends history() into an endless loop
-                # (test_history_survives_renaming_a_model_to_its_own_name), and with it
-                # every later rollback of the model: left out until that is fixed.
-                event("skipped: a rename to the model's own name")
-                return None
             return self.attempt(user, lambda: client.rename_registered_model(model, new_name))
         if name == "delete_version":
             user, model, version = args
@@ -1206,21 +1199,17 @@ def test_no_sequence_gets_around_the_gate(
 
 # ====================================================================== counterexamples
 
-# Calls the registry property found failing, pinned here on their own; each is a strict
-# xfail until the plugin handles it, and the property leaves it out (or accepts it) until
-# then, saying where.
+# Calls the registry property found failing, pinned here on their own. A strict xfail
+# marks one the plugin does not handle yet (the property accepts it until then, saying
+# where); the others are fixed and stay as regression tests.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="audit.query._lineage loops forever on a rename row whose new name is the old one",
-)
 def test_history_survives_renaming_a_model_to_its_own_name(
     sqlite_registry_uri: str, fresh_mlflow_stores: None
 ) -> None:
     """Renaming a model to the name it has is a legal MLflow call; afterwards the model's
-    history (and every rollback, which reads it) must still answer."""
+    history (and every rollback, which reads it) must still answer. (The property found
+    history walking such a rename back for ever; fixed since.)"""
     from mlflow_governance.client import GovernanceClient
 
     client = MlflowClient(registry_uri=sqlite_registry_uri)
