@@ -186,7 +186,8 @@ def _operations(backend: str) -> st.SearchStrategy[list[tuple[Any, ...]]]:
 
     Besides single calls there are a few macros (expanded by :func:`_steps`, with the
     invariant checked after each of their steps): a request, its votes and its apply in
-    a row; a rollback, a vote and an apply; a model deleted and made again.
+    a row; a rollback, a vote and an apply; a model deleted and made again; a gated model
+    renamed to an ungated name and back.
     """
     spelled = backend == "mysql"
     models = st.sampled_from(MODELS + (SPELLED_MODELS if spelled else ()))
@@ -229,6 +230,16 @@ def _operations(backend: str) -> st.SearchStrategy[list[tuple[Any, ...]]]:
         ),
         (1, st.tuples(st.just("rollback_flow"), MOVERS, gated, rollbacks, VOTERS, how)),
         (1, st.tuples(st.just("recreate"), st.sampled_from(("root", "bob")), models)),
+        (
+            2,
+            st.tuples(
+                st.just("rename_round"),
+                st.sampled_from(("root", "root", "alice", "sam")),
+                gated,
+                st.sampled_from(("sandbox-b", "sandbox-c")),
+                BUILDERS,
+            ),
+        ),
     ]
     # sampled_from keeps repeated entries (one_of would merge equal strategies): weights hold.
     weighted = [i for i, (weight, _) in enumerate(ops) for _ in range(weight)]
@@ -248,6 +259,9 @@ def _steps(op: tuple[Any, ...]) -> list[tuple[Any, ...]]:
     if name == "rollback_flow":
         user, model, target, voters, how = args
         return [("rollback", user, model, target), ("approve", voters, 0), ("apply", how, None, 0)]
+    if name == "rename_round":
+        out, model, elsewhere, back = args
+        return [("rename", out, model, elsewhere), ("rename", back, elsewhere, model)]
     if name == "recreate":
         user, model = args
         return [
@@ -532,8 +546,11 @@ class Example:
 
     # ------------------------------------------------------------------ operations
 
-    def attempt(self, user: str, call: Callable[[], Any]) -> None:
+    def attempt(self, user: str, call: Callable[[], Any]) -> bool:
         """Run ``call`` as ``user`` in the current workspace; refusals are part of the game.
+
+        Returns:
+            Whether the call succeeded.
 
         Raises:
             AssertionError: The call failed with anything but an MlflowException (or, from
@@ -546,14 +563,14 @@ class Example:
                 code = exc.error_code
                 if code == "INTERNAL_ERROR" and MLFLOW_OWN_500 in str(exc):
                     event("MLflow's own INTERNAL_ERROR: archiving into an inactive stage")
-                    return
-                if self._known_rename_failure(code, str(exc)):
+                elif self._known_rename_failure(code, str(exc)):
                     event("known: a rename onto a taken name fails as TEMPORARILY_UNAVAILABLE")
-                    return
-                assert code in EXPECTED_CODES, f"{type(exc).__name__} {code}: {exc}"
-                event(f"refused or failed: {code}")
-            else:
-                event(f"succeeded: {self.step}")
+                else:
+                    assert code in EXPECTED_CODES, f"{type(exc).__name__} {code}: {exc}"
+                    event(f"refused or failed: {code}")
+                return False
+        event(f"succeeded: {self.step}")
+        return True
 
     def _known_rename_failure(self, code: str, message: str) -> bool:
         """MariaDB refuses a rename onto a taken name with error 1761 (a foreign key
@@ -604,55 +621,66 @@ class Example:
         """Make one operation through the stock client or the governance client."""
         name, *args = op
         self.step = name
-        client, gov = self.mlflow, self.gov
+        client = self.mlflow
         if name == "workspace":
             if self.mode == WORKSPACES:
                 self.space = args[0]
-            return
+        elif name == "apply":
+            self._apply(*args)
+        elif name in ("approve", "reject", "cancel"):
+            self._vote(name, *args)
+        elif name == "rename":
+            user, model, new_name = args
+            stored = self.before.models.get((_ws(self.space), self.key(model)))
+            if self.attempt(user, lambda: client.rename_registered_model(model, new_name)):
+                kinds = [
+                    "gated" if fnmatch.fnmatchcase(n, GATED_MODELS) else "ungated"
+                    for n in (stored[0] if stored else model, new_name)
+                ]
+                event("renamed: {} name -> {} name".format(*kinds))
+        else:
+            user, *rest = args
+            self.attempt(user, self._call(name, *rest))
+
+    def _call(self, name: str, *args: Any) -> Callable[[], Any]:
+        """The client call a single-call operation makes."""
+        client, gov = self.mlflow, self.gov
         if name == "create_model":
-            user, model = args
-            return self.attempt(user, lambda: client.create_registered_model(model))
+            (model,) = args
+            return lambda: client.create_registered_model(model)
         if name == "create_version":
-            user, model = args
-            return self.attempt(user, lambda: client.create_model_version(model, "file:///m"))
+            (model,) = args
+            return lambda: client.create_model_version(model, "file:///m")
         if name == "transition":
-            user, model, version, stage, archive = args
-            return self.attempt(
-                user,
-                lambda: client.transition_model_version_stage(
-                    model, version, stage, archive_existing_versions=archive
-                ),
+            model, version, stage, archive = args
+            return lambda: client.transition_model_version_stage(
+                model, version, stage, archive_existing_versions=archive
             )
         if name == "set_alias":
-            user, model, alias, version = args
-            return self.attempt(
-                user, lambda: client.set_registered_model_alias(model, alias, version)
-            )
+            model, alias, version = args
+            return lambda: client.set_registered_model_alias(model, alias, version)
         if name == "delete_alias":
-            user, model, alias = args
-            return self.attempt(user, lambda: client.delete_registered_model_alias(model, alias))
-        if name == "rename":
-            user, model, new_name = args
-            return self.attempt(user, lambda: client.rename_registered_model(model, new_name))
+            model, alias = args
+            return lambda: client.delete_registered_model_alias(model, alias)
         if name == "delete_version":
-            user, model, version = args
-            return self.attempt(user, lambda: client.delete_model_version(model, version))
+            model, version = args
+            return lambda: client.delete_model_version(model, version)
         if name == "delete_model":
-            user, model = args
-            return self.attempt(user, lambda: client.delete_registered_model(model))
+            (model,) = args
+            return lambda: client.delete_registered_model(model)
         if name == "request":
-            user, model, version, to = args
-            return self.attempt(user, lambda: gov.request(model, version, to))
-        if name == "rollback":
-            user, model, to = args
-            where = {"alias": to[1:]} if to.startswith("@") else {"stage": to}
-            return self.attempt(user, lambda: gov.rollback(model, **where))
-        if name == "apply":
-            return self._apply(*args)
-        voters, pick = args
+            model, version, to = args
+            return lambda: gov.request(model, version, to)
+        assert name == "rollback", name
+        model, to = args
+        where = {"alias": to[1:]} if to.startswith("@") else {"stage": to}
+        return lambda: gov.rollback(model, **where)
+
+    def _vote(self, name: str, voters: tuple[str, ...] | str, pick: int) -> None:
         request = self._pick(("pending",) if name == "approve" else OPEN_STATES, pick)
         if request is None:
-            return None
+            return
+        gov = self.gov
         for user in [voters] if isinstance(voters, str) else voters:
             if name == "approve":
                 self.attempt(user, lambda: gov.approve(request.id))
@@ -660,7 +688,6 @@ class Example:
                 self.attempt(user, lambda: gov.reject(request.id, "no"))
             else:
                 self.attempt(user, lambda: gov.cancel(request.id))
-        return None
 
     def _apply(self, how: str, user: str | None, pick: int) -> None:
         request = self._pick(("approved",), pick) or self._pick(OPEN_STATES, pick)
