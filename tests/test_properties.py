@@ -69,8 +69,9 @@ from mlflow.store.model_registry.dbmodels.models import (
 )
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
+from mlflow_governance.audit.chain import row_hash
 from mlflow_governance.audit.query import history, holders_at, verify
-from mlflow_governance.audit.tables import audit_log
+from mlflow_governance.audit.tables import audit_head, audit_log
 from mlflow_governance.audit.tables import metadata as governance_metadata
 from mlflow_governance.exceptions import GovernanceError
 from mlflow_governance.identity import SOURCE_ASSERTED, Identity, acting_as
@@ -543,6 +544,8 @@ class Example:
         #: Gated holders and the request that lets each hold its target.
         self.holders: dict[Holder, int] = {}
         self.holders = self._justified(self.before, self._requests())
+        #: The newest audit row verified so far (id, hash).
+        self.chain = self.verify_chain()
 
     # ------------------------------------------------------------------ operations
 
@@ -724,6 +727,8 @@ class Example:
             rows = conn.execute(
                 sa.select(audit_log).where(audit_log.c.id > self.mark).order_by(audit_log.c.id)
             ).all()
+            head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash)).one()
+        self._extends_chain(op, rows, (int(head.seq), str(head.hash)))
         requests = self._requests()
         allowed = [row for row in rows if row.decision != "deny"]
         self._replays(op, allowed, after)
@@ -735,11 +740,25 @@ class Example:
         self.mark = max([self.mark, *(int(row.id) for row in rows)])
         event(f"gated targets held: {len(holders)}")
 
-    def verify_chain(self) -> None:
-        """The hash chain verifies (rows are only ever appended: checked once, at the end)."""
+    def _extends_chain(self, op: tuple[Any, ...], rows: list[Any], head: tuple[int, str]) -> None:
+        """The step's audit rows carry the hash chain on from the last verified row, and the
+        chain head names the newest: with the whole chain verified when the example starts
+        and ends, every chain verifies after every step."""
+        last_id, last_hash = self.chain
+        for row in rows:
+            fields = dict(row._mapping)
+            assert (row.id, row.prev_hash) == (last_id + 1, last_hash), f"after {op}: {row.id}"
+            assert row_hash(fields) == row.hash, f"after {op}: row {row.id} is not its hash"
+            last_id, last_hash = int(row.id), str(row.hash)
+        assert head == (last_id, last_hash), f"after {op}: the chain head is not the newest row"
+        self.chain = (last_id, last_hash)
+
+    def verify_chain(self) -> tuple[int, str]:
+        """The whole hash chain verifies; returns its head (id and hash)."""
         with self.lab.engines[self.mode].connect() as conn:
             verified = verify(conn)
         assert verified.ok, f"the audit chain does not verify: {verified.problem}"
+        return verified.head_id, verified.head_hash
 
     def _satisfied(self, request: RequestRow) -> bool:
         """Whether the approvals given before the request was applied satisfy its gate."""
@@ -957,7 +976,7 @@ def _no_sequence_gets_past(lab: Lab, data: st.DataObject) -> None:
             with _deadline(STEP_DEADLINE, f"{step}"):
                 example.run(step)
             example.check(step)
-    example.verify_chain()
+    assert example.verify_chain() == example.chain
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
