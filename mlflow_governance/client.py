@@ -301,7 +301,10 @@ class GovernanceClient:
         def run() -> list[dict[str, Any]]:
             self._require(self._who(), "audit:read", name, "read_history")
             with self.store.engine.connect() as conn:
-                return [e.to_dict() for e in history(conn, name)]
+                return [
+                    e.to_dict()
+                    for e in history(conn, name, workspace=self.store.active_workspace())
+                ]
 
         return self._run(run)
 

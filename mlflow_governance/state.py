@@ -277,18 +277,27 @@ def _lock_statement(with_version: bool, kind: str) -> sa.Select[Any]:
         )
     query = sa.select(*columns)
     if with_version:
-        joined = SqlRegisteredModel.__table__.outerjoin(
-            SqlModelVersion.__table__,
-            sa.and_(
-                mv.workspace == rm.workspace,
-                mv.name == rm.name,
-                mv.version == sa.bindparam("version"),
-                mv.current_stage != STAGE_DELETED_INTERNAL,
-            ),
+        on = sa.and_(
+            mv.workspace == rm.workspace,
+            mv.name == rm.name,
+            mv.version == sa.bindparam("version"),
+            mv.current_stage != STAGE_DELETED_INTERNAL,
+        )
+        # PostgreSQL hands back, after waiting for a lock, the newest version of the rows
+        # it locked only: the version's row is locked too, so the gate never decides on
+        # the stage it had before the write it waited for. (That needs an inner join; a
+        # missing version then reads as no row, and MLflow refuses the write itself.)
+        rm_table, mv_table = SqlRegisteredModel.__table__, SqlModelVersion.__table__
+        joined = (
+            rm_table.join(mv_table, on)
+            if kind == "postgresql"
+            else rm_table.outerjoin(mv_table, on)
         )
         query = sa.select(*columns, *_VERSION_COLUMNS).select_from(joined)
     query = query.where(rm.workspace == sa.bindparam("workspace"), rm.name == sa.bindparam("name"))
-    if kind != "sqlite":
+    if kind == "postgresql" and with_version:
+        query = query.with_for_update(of=[SqlRegisteredModel.__table__, SqlModelVersion.__table__])
+    elif kind != "sqlite":
         query = query.with_for_update(of=SqlRegisteredModel.__table__)
     return query
 

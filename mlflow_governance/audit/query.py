@@ -333,7 +333,9 @@ class HistoryEvent:
         return dict(self.__dict__)
 
 
-def _lineage(connection: sa.Connection, model: str) -> list[tuple[str, int, int | None]]:
+def _lineage(
+    connection: sa.Connection, model: str, workspace: str | None = None
+) -> list[tuple[str, int, int | None]]:
     """The names a model had, with the audit id ranges in which it had them.
 
     Rename rows keep the old name (the new one is in ``details.new_name``), so history
@@ -347,7 +349,11 @@ def _lineage(connection: sa.Connection, model: str) -> list[tuple[str, int, int 
     renames = []
     for row in connection.execute(
         sa.select(c.id, c.model, c.details)
-        .where(c.action == "rename_registered_model", c.decision != DECISION_DENY)
+        .where(
+            c.action == "rename_registered_model",
+            c.decision != DECISION_DENY,
+            *([c.workspace == workspace] if workspace is not None else []),
+        )
         .order_by(c.id)
     ):
         new_name = json.loads(row.details or "{}").get("new_name")
@@ -394,7 +400,7 @@ def history(
     c = audit_log.c
     names = [
         sa.and_(c.model == name, c.id > lower, *([c.id < upper] if upper is not None else []))
-        for name, lower, upper in _lineage(connection, model)
+        for name, lower, upper in _lineage(connection, model, workspace)
     ]
     query = (
         sa.select(audit_log)

@@ -217,8 +217,9 @@ class Service:
             raise InvalidRequest("model is required: the registered model whose history to show.")
         self.require("audit:read", model, "read_history")
         when = parse_time(at, "at")
-        with self.ext.store().engine.connect() as conn:
-            events = history(conn, model, when)
+        store = self.ext.store()
+        with store.engine.connect() as conn:
+            events = history(conn, model, when, workspace=store.active_workspace())
         if when is None:
             return [event.to_dict() for event in events]
         return [dict(holding.__dict__) for holding in holders_at(events)]

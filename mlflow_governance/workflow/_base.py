@@ -80,16 +80,25 @@ class WorkflowBase:
                 servers: another workspace's requests are not there to see).
         """
         with self.engine.connect() as conn:
-            view = rq.load(conn, request_id)
+            view = self._visible(rq.load(conn, request_id))
+        return self._with_needs(view)
+
+    def _visible(self, view: rq.RequestView) -> rq.RequestView:
+        """The request, if it belongs to the call's workspace (workspace-aware stores).
+
+        Raises:
+            NotFound: It belongs to another workspace, whose requests are not there to
+                see, vote on or cancel.
+        """
         if self.store.supports_workspaces and view.identity.workspace not in (
             None,
             self.store.active_workspace(),
         ):
             raise NotFound(
-                f"Promotion request #{request_id} does not exist; list requests with "
+                f"Promotion request #{view.id} does not exist; list requests with "
                 "'mlflow-governance requests'."
             )
-        return self._with_needs(view)
+        return view
 
     def list(
         self, *, state: str | None = None, model: str | None = None, limit: int = 1000

@@ -219,7 +219,7 @@ class Workflow(WorkflowBase):
         with self.engine.begin() as conn:
             now = utc_now()
             rq.lock_open(conn, request_id, now)
-            view = rq.load(conn, request_id)
+            view = self._visible(rq.load(conn, request_id))
             if view.state != PENDING:
                 raise Conflict(
                     f"Request #{request_id} is already {view.state}: "
@@ -339,7 +339,7 @@ class Workflow(WorkflowBase):
         with self.engine.begin() as conn:
             now = utc_now()
             rq.lock_open(conn, request_id, now)
-            view = rq.load(conn, request_id)
+            view = self._visible(rq.load(conn, request_id))
             if view.kind == KIND_REVIEW:
                 raise Conflict(_REVIEW_STAYS.format(id=request_id, model=view.model))
             admin = authorize(policy, self.store.subject_of(identity), "policy:admin", view.model)

@@ -22,8 +22,9 @@ After every iteration, from the database:
 - the audit log replays to the registry's stages and aliases and its chain verifies:
   no write was half applied.
 
-On PostgreSQL the demotion sometimes gets through (a strict xfail below forces that
-interleaving); the 200 rounds there are a non-strict xfail until the lock reads fresh rows.
+On PostgreSQL the lock statement locks the version's row as well as the model's, so a
+decision that waited for the lock sees the row as the write it waited for left it (the
+second test forces that interleaving).
 """
 
 from __future__ import annotations
@@ -375,27 +376,12 @@ def race(
     reg.store.engine.dispose()
 
 
-#: The gate decides on the version's row as read in the statement that waited for the
-#: model's lock: on PostgreSQL that row comes from before the wait (see the next test).
-STALE_VERSION_READ = (
-    "state.lock_model reads the version's row in the same SELECT ... FOR UPDATE OF "
-    "registered_models that waits for the model's lock; on PostgreSQL the joined, unlocked "
-    "row is the one from before the wait, so the gate decides on the stage the version had "
-    "before the write it waited for"
-)
-
-
 @pytest.mark.parametrize(
     "backend",
     [
         pytest.param(
             "postgresql",
-            marks=[
-                pytest.mark.postgres,
-                # Not strict: the losing interleaving comes up in some runs only; the
-                # next test forces it and is a strict xfail.
-                pytest.mark.xfail(strict=False, reason=STALE_VERSION_READ),
-            ],
+            marks=pytest.mark.postgres,
         ),
         pytest.param("mysql", marks=pytest.mark.mysql),
     ],
@@ -456,7 +442,7 @@ def _lock_waits(engine: sa.Engine) -> int:
     [
         pytest.param(
             "postgresql",
-            marks=[pytest.mark.postgres, pytest.mark.xfail(strict=True, reason=STALE_VERSION_READ)],
+            marks=pytest.mark.postgres,
         ),
         pytest.param("mysql", marks=pytest.mark.mysql),
     ],

@@ -232,13 +232,6 @@ def test_history_and_rollback_in_one_workspace_ignore_the_other(teams: Teams) ->
         assert replayed == actual, space
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GovernanceClient.history (client.py) calls audit.query.history without the "
-    "workspace, so a workspace's history lists every workspace's changes of the name "
-    "(the REST route, server/service.py Service.history, and the CLI's history command "
-    "do the same)",
-)
 def test_the_history_a_client_reads_is_its_workspaces_own(teams: Teams) -> None:
     """What ``GovernanceClient.history`` shows in team-a is team-a's history alone."""
     _seed_histories(teams)
@@ -248,13 +241,6 @@ def test_the_history_a_client_reads_is_its_workspaces_own(teams: Teams) -> None:
     ] == TEAM_A_EVENTS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit.query._lineage follows rename rows of every workspace: a rename of 'y' "
-    "to 'x' in team-a makes team-b's history of 'x' team-b's history of 'y' before that "
-    "moment, and its own changes before it vanish; rollback then restores a version of "
-    "team-b's 'x' that never held the stage",
-)
 def test_a_rename_in_another_workspace_leaves_history_and_rollback_alone(teams: Teams) -> None:
     """team-b's ``x`` has had v2 in Production and no one before it, so a rollback there has
     nothing to restore, whatever team-a renames into the name ``x``."""
@@ -323,13 +309,6 @@ def test_a_binding_for_team_a_grants_nothing_in_team_b(teams: Teams) -> None:
     assert [(r["decision"], r["workspace"]) for r in reviews] == [("allow", TEAM_A)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Workflow.cancel (workflow/service.py) locks and loads the request without "
-    "checking its workspace and authorises 'policy:admin' in the caller's workspace: a "
-    "policy admin of team-b cancels team-a's request (committed, audited), and is then "
-    "told RESOURCE_DOES_NOT_EXIST by the get() that follows",
-)
 def test_a_policy_admin_of_team_b_cannot_cancel_a_request_of_team_a(teams: Teams) -> None:
     """kim holds ``policy:admin`` in team-b only; team-a's request is out of her reach."""
     teams.seed(TEAM_A)
@@ -342,13 +321,6 @@ def test_a_policy_admin_of_team_b_cannot_cancel_a_request_of_team_a(teams: Teams
     assert teams.request(rid).state == "pending"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Workflow.reject goes straight to Workflow._vote (workflow/service.py), which "
-    "locks and loads the request without checking its workspace and asks may_approve in "
-    "the caller's workspace: an approver of team-b rejects team-a's request (committed, "
-    "audited), and is then told RESOURCE_DOES_NOT_EXIST by the get() that follows",
-)
 def test_an_approver_of_team_b_cannot_reject_a_request_of_team_a(teams: Teams) -> None:
     """ben approves in team-b only; from there, team-a's request is not his to reject."""
     teams.seed(TEAM_A)
