@@ -14,6 +14,8 @@ from mlflow.entities.model_registry.model_version_stages import (
     DEFAULT_STAGES_FOR_GET_LATEST_VERSIONS,
     get_canonical_stage,
 )
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from mlflow.store.workspace_aware_mixin import WorkspaceAwareMixin
 from mlflow.utils.validation import (
@@ -115,9 +117,22 @@ class GovernedStore(GovernedWritePath):
                 op.hooks.append(lambda conn: follow_rename(conn, locked, new_name))
             return verdict
 
+        def rename() -> Any:
+            try:
+                return super(GovernedStore, self).rename_registered_model(name, new_name)
+            except MlflowException as exc:
+                if not _name_taken_on_mysql(exc):
+                    raise
+                # MLflow's own answer on the other backends; MariaDB reports the taken
+                # name as a foreign key error from its cascade onto the versions.
+                raise MlflowException(
+                    f"Registered Model (name={new_name}) already exists.",
+                    RESOURCE_ALREADY_EXISTS,
+                ) from None
+
         return self._govern(
             "rename_registered_model",
-            lambda: super(GovernedStore, self).rename_registered_model(name, new_name),
+            rename,
             model=name,
             details={"new_name": new_name},
             effects=effects,
@@ -386,6 +401,21 @@ def _deleting(version: int | None, why: str) -> Effects:
         return verdict
 
     return effects
+
+
+def _name_taken_on_mysql(exc: BaseException) -> bool:
+    """Whether MySQL/MariaDB refused a rename because the new name is taken."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        orig = getattr(current, "orig", None)
+        code = getattr(orig, "args", (None,))[0] if orig is not None else None
+        # 1062: duplicate entry; 1761: a foreign key cascade would duplicate a child key.
+        if code in (1062, 1761):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _tags_details(tags: Any) -> dict[str, Any]:

@@ -1273,12 +1273,6 @@ def test_history_survives_renaming_a_model_to_its_own_name(
 
 
 @pytest.mark.mysql
-@pytest.mark.xfail(
-    strict=True,
-    reason="MariaDB refuses the rename with error 1761 (a foreign key cascade onto the "
-    "taken name's versions), which reaches the caller as TEMPORARILY_UNAVAILABLE with "
-    "the raw database error instead of RESOURCE_ALREADY_EXISTS",
-)
 def test_a_rename_onto_a_taken_name_is_resource_already_exists(
     db_url_for: Callable[[str], str], fresh_mlflow_stores: None
 ) -> None:
