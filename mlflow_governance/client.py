@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance.errors import to_mlflow
 from mlflow_governance.exceptions import Conflict, GovernanceError, InvalidRequest
 from mlflow_governance.identity import Identity, current_identity
-from mlflow_governance.workflow.requests import Target
+from mlflow_governance.mlflow_errors import to_mlflow
+from mlflow_governance.workflow.request_rows import Target
 from mlflow_governance.workflow.tables import APPLIED, APPROVED, OPEN_STATES
 
 T = TypeVar("T")
@@ -46,7 +46,7 @@ class GovernanceClient:
         from mlflow.tracking._model_registry.utils import get_registry_uri
 
         from mlflow_governance.entry import build_store
-        from mlflow_governance.workflow.service import Workflow
+        from mlflow_governance.workflow.promotion import Workflow
 
         uri = registry_uri or get_registry_uri()
         self.store = build_store(uri)

@@ -36,7 +36,7 @@ def build_store(store_uri: str, tracking_uri: str | None = None) -> GovernedStor
     from mlflow.environment_variables import MLFLOW_ENABLE_WORKSPACES
     from mlflow.server.constants import READ_REPLICA_BACKEND_STORE_URI_ENV_VAR
 
-    from mlflow_governance.errors import to_mlflow
+    from mlflow_governance.mlflow_errors import to_mlflow
     from mlflow_governance.store import GovernedStore, GovernedWorkspaceStore
 
     try:

@@ -4,7 +4,7 @@ Every class here exists because a caller needs to tell it apart from the others:
 clients get a different HTTP status for each, and the CLI a different exit code. The
 classes hold structured fields and build the explanation from them, so a refusal always
 says what was asked, why it was refused and what would allow it. Nothing here imports
-MLflow: the conversion to ``MlflowException`` lives in :mod:`mlflow_governance.errors`.
+MLflow: the conversion to ``MlflowException`` lives in :mod:`mlflow_governance.mlflow_errors`.
 """
 
 from __future__ import annotations

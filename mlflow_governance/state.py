@@ -29,7 +29,7 @@ from mlflow.store.model_registry.dbmodels.models import (
 
 from mlflow_governance.audit.tables import HEAD_ROW_ID, audit_head
 from mlflow_governance.audit.writer import saw_head, take_head
-from mlflow_governance.workflow.requests import VersionIdentity
+from mlflow_governance.workflow.request_rows import VersionIdentity
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

@@ -45,7 +45,7 @@ from mlflow_governance.workflow.effects import (
 )
 from mlflow_governance.workflow.gate import GateKeeper
 from mlflow_governance.workflow.moves import Move, Verdict
-from mlflow_governance.workflow.requests import Target
+from mlflow_governance.workflow.request_rows import Target
 from mlflow_governance.write_path import (
     Effects,
     GovernedWritePath,

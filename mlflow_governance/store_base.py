@@ -25,13 +25,13 @@ from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from mlflow_governance import config
 from mlflow_governance.audit import capture
 from mlflow_governance.audit.writer import DECISION_DENY, append
-from mlflow_governance.errors import to_mlflow
 from mlflow_governance.exceptions import PermissionDenied
 from mlflow_governance.identity import Identity, current_identity
+from mlflow_governance.mlflow_errors import to_mlflow
 from mlflow_governance.policy import Policy, Subject, authorize
 from mlflow_governance.policy_source import PolicySource
 from mlflow_governance.reads import name_clause, readable_globs
-from mlflow_governance.workflow.requests import VersionIdentity
+from mlflow_governance.workflow.request_rows import VersionIdentity
 
 # The model-name globs the current reader may see, while a governed search runs.
 _READ_SCOPE: ContextVar[tuple[str, ...] | None] = ContextVar(

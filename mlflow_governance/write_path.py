@@ -30,16 +30,16 @@ from mlflow_governance.audit.writer import (
     DECISION_DENY,
     DECISION_WOULD_DENY,
 )
-from mlflow_governance.errors import governance_cause, to_mlflow
 from mlflow_governance.exceptions import GovernanceError, PermissionDenied
 from mlflow_governance.identity import Identity, current_identity
+from mlflow_governance.method_permissions import write_permission
+from mlflow_governance.mlflow_errors import governance_cause, to_mlflow
 from mlflow_governance.policy import Policy, Subject, authorize, gates_for, tag_write_decision
-from mlflow_governance.rbac import write_permission
 from mlflow_governance.state import FOLDING_DIALECTS, LockedModel, lock_model
 from mlflow_governance.store_base import GovernedStoreBase
 from mlflow_governance.workflow.gate import GateKeeper
 from mlflow_governance.workflow.moves import Move, Verdict
-from mlflow_governance.workflow.requests import ALIAS, STAGE, Target
+from mlflow_governance.workflow.request_rows import ALIAS, STAGE, Target
 
 T = TypeVar("T")
 
@@ -236,7 +236,7 @@ class GovernedWritePath(GovernedStoreBase):
         verdict = exc.verdict
         request_id, hint = verdict.request_id, verdict.hint
         if verdict.open_request and move is not None and move.version is not None:
-            from mlflow_governance.workflow.service import Workflow
+            from mlflow_governance.workflow.promotion import Workflow
 
             view = Workflow(self).open_request(
                 op.identity,

@@ -34,9 +34,13 @@ def _worker_tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, _worker_tracking_uri: str) -> None:
-    for var in ("MLFLOW_GOVERNANCE_POLICY", "MLFLOW_REGISTRY_URI",
-                "MLFLOW_TRACKING_USERNAME", "_MLFLOW_SERVER_FILE_STORE",
-                "_MLFLOW_SERVER_REGISTRY_STORE"):
+    for var in (
+        "MLFLOW_GOVERNANCE_POLICY",
+        "MLFLOW_REGISTRY_URI",
+        "MLFLOW_TRACKING_USERNAME",
+        "_MLFLOW_SERVER_FILE_STORE",
+        "_MLFLOW_SERVER_REGISTRY_STORE",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", _worker_tracking_uri)
     monkeypatch.setenv("MLFLOW_GOVERNANCE_POLICY_REFRESH", "0")

@@ -76,11 +76,11 @@ from mlflow_governance.audit.tables import metadata as governance_metadata
 from mlflow_governance.exceptions import GovernanceError
 from mlflow_governance.identity import SOURCE_ASSERTED, Identity, acting_as
 from mlflow_governance.policy import Subject, count_approvals, load_policy, may_break_glass
-from mlflow_governance.workflow import requests as rq
+from mlflow_governance.workflow import request_rows as rq
 from mlflow_governance.workflow import tables as workflow_tables
 from mlflow_governance.workflow.moves import _fact
-from mlflow_governance.workflow.requests import Target
-from mlflow_governance.workflow.service import Workflow
+from mlflow_governance.workflow.promotion import Workflow
+from mlflow_governance.workflow.request_rows import Target
 from mlflow_governance.workflow.tables import OPEN_STATES
 from tests.databases import REQUIRE, wipe
 from tests.workflow import EXAMPLES, add_version, policy_path, seed_registry

@@ -50,7 +50,7 @@ from mlflow.exceptions import MlflowException
 from mlflow_governance.audit.query import AuditFilter, list_rows
 from mlflow_governance.client import GovernanceClient
 from mlflow_governance.entry import build_store
-from mlflow_governance.workflow.service import Workflow
+from mlflow_governance.workflow.promotion import Workflow
 from tests.workflow import (
     Cli,
     Tracking,

@@ -89,20 +89,32 @@ def test_change_is_rolled_back_when_the_audit_insert_fails(store, action):
     # Make every audit insert fail from now on, as a full disk or a revoked grant would.
     with store.engine.begin() as conn:
         if store.engine.dialect.name == "sqlite":
-            conn.execute(sa.text(
-                "CREATE TRIGGER block_audit BEFORE INSERT ON governance_audit_log "
-                "BEGIN SELECT RAISE(ABORT, 'audit blocked'); END"))
+            conn.execute(
+                sa.text(
+                    "CREATE TRIGGER block_audit BEFORE INSERT ON governance_audit_log "
+                    "BEGIN SELECT RAISE(ABORT, 'audit blocked'); END"
+                )
+            )
         elif store.engine.dialect.name == "postgresql":
-            conn.execute(sa.text(
-                "CREATE FUNCTION block_audit() RETURNS trigger AS $$ BEGIN "
-                "RAISE EXCEPTION 'audit blocked'; END $$ LANGUAGE plpgsql"))
-            conn.execute(sa.text(
-                "CREATE TRIGGER block_audit BEFORE INSERT ON governance_audit_log "
-                "FOR EACH ROW EXECUTE FUNCTION block_audit()"))
+            conn.execute(
+                sa.text(
+                    "CREATE FUNCTION block_audit() RETURNS trigger AS $$ BEGIN "
+                    "RAISE EXCEPTION 'audit blocked'; END $$ LANGUAGE plpgsql"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "CREATE TRIGGER block_audit BEFORE INSERT ON governance_audit_log "
+                    "FOR EACH ROW EXECUTE FUNCTION block_audit()"
+                )
+            )
         else:
-            conn.execute(sa.text(
-                "CREATE TRIGGER block_audit BEFORE INSERT ON governance_audit_log "
-                "FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'audit blocked'"))
+            conn.execute(
+                sa.text(
+                    "CREATE TRIGGER block_audit BEFORE INSERT ON governance_audit_log "
+                    "FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'audit blocked'"
+                )
+            )
     try:
         with pytest.raises(MlflowException) as info:
             if action == "create_model_version":
@@ -115,8 +127,16 @@ def test_change_is_rolled_back_when_the_audit_insert_fails(store, action):
         assert [(v.version, v.current_stage) for v in versions] == [(1, "None")]
     finally:
         with store.engine.begin() as conn:
-            conn.execute(sa.text("DROP TRIGGER block_audit" + (
-                " ON governance_audit_log" if store.engine.dialect.name == "postgresql" else "")))
+            conn.execute(
+                sa.text(
+                    "DROP TRIGGER block_audit"
+                    + (
+                        " ON governance_audit_log"
+                        if store.engine.dialect.name == "postgresql"
+                        else ""
+                    )
+                )
+            )
             if store.engine.dialect.name == "postgresql":
                 conn.execute(sa.text("DROP FUNCTION block_audit()"))
 

@@ -1,6 +1,6 @@
 """Every registry store method MLflow has is classified, governed where it writes, and audited.
 
-The permission table in :mod:`mlflow_governance.rbac` is the plugin's promise that no
+The permission table in :mod:`mlflow_governance.method_permissions` is the plugin's promise that no
 registry write escapes governance. These tests hold it to MLflow's actual store classes,
 so a new MLflow release that adds a method fails here instead of adding an ungoverned write:
 
@@ -26,7 +26,7 @@ from mlflow.store.model_registry.abstract_store import AbstractStore
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
 
-from mlflow_governance import rbac
+from mlflow_governance import method_permissions
 from mlflow_governance.audit.query import verify
 from mlflow_governance.audit.tables import audit_log
 from mlflow_governance.store import GovernedStore
@@ -34,10 +34,10 @@ from mlflow_governance.store import GovernedStore
 MLFLOW_STORES = (AbstractStore, SqlAlchemyStore)
 
 TABLES: Mapping[str, Any] = {
-    "WRITE_PERMISSIONS": rbac.WRITE_PERMISSIONS,
-    "DELEGATING": rbac.DELEGATING,
-    "READ_PERMISSIONS": rbac.READ_PERMISSIONS,
-    "NOT_OPERATIONS": rbac.NOT_OPERATIONS,
+    "WRITE_PERMISSIONS": method_permissions.WRITE_PERMISSIONS,
+    "DELEGATING": method_permissions.DELEGATING,
+    "READ_PERMISSIONS": method_permissions.READ_PERMISSIONS,
+    "NOT_OPERATIONS": method_permissions.NOT_OPERATIONS,
 }
 
 PROMPT = "cov-prompt"
@@ -64,7 +64,7 @@ def test_every_public_store_method_is_classified() -> None:
     unclassified = sorted(m for m in methods if not any(m in table for table in TABLES.values()))
     assert not unclassified, "\n".join(
         f"{name} (defined in {methods[name]}) is in none of the tables of "
-        "mlflow_governance/rbac.py. Read MLflow's implementation and classify it: a registry "
+        "mlflow_governance/method_permissions.py. Read MLflow's implementation and classify it: a registry "
         "write goes into WRITE_PERMISSIONS with the permission it needs AND gets an override "
         "in GovernedStore (mlflow_governance/store.py) that validates and calls _govern; a "
         "method MLflow implements only through other governed writes goes into DELEGATING "
@@ -88,26 +88,28 @@ def test_no_method_is_in_two_tables() -> None:
 
 def test_delegating_methods_land_in_governed_writes() -> None:
     stray = {
-        m: target for m, target in rbac.DELEGATING.items() if target not in rbac.WRITE_PERMISSIONS
+        m: target
+        for m, target in method_permissions.DELEGATING.items()
+        if target not in method_permissions.WRITE_PERMISSIONS
     }
     assert not stray, f"DELEGATING targets must be WRITE_PERMISSIONS methods: {stray}"
 
 
-@pytest.mark.parametrize("method", sorted(rbac.WRITE_PERMISSIONS))
+@pytest.mark.parametrize("method", sorted(method_permissions.WRITE_PERMISSIONS))
 def test_write_method_is_overridden_by_the_governed_store(method: str) -> None:
     assert method in vars(GovernedStore), (
-        f"{method} needs '{rbac.WRITE_PERMISSIONS[method]}' but GovernedStore does not override "
+        f"{method} needs '{method_permissions.WRITE_PERMISSIONS[method]}' but GovernedStore does not override "
         "it, so MLflow's implementation runs ungoverned and unaudited. Add an override in "
         "mlflow_governance/store.py that runs MLflow's validation and hands the call to "
         "self._govern."
     )
 
 
-@pytest.mark.parametrize("method", sorted(rbac.DELEGATING))
+@pytest.mark.parametrize("method", sorted(method_permissions.DELEGATING))
 def test_delegating_method_is_inherited(method: str) -> None:
     assert method not in vars(GovernedStore), (
-        f"GovernedStore overrides {method}, which rbac.DELEGATING says is governed through "
-        f"{rbac.DELEGATING[method]}. Either remove the override or move {method} to "
+        f"GovernedStore overrides {method}, which method_permissions.DELEGATING says is governed through "
+        f"{method_permissions.DELEGATING[method]}. Either remove the override or move {method} to "
         "WRITE_PERMISSIONS."
     )
 
@@ -232,18 +234,18 @@ DELEGATING_CALLS: Mapping[str, tuple[Callable[[World], Any], str]] = {
 
 
 def test_every_delegating_method_has_a_real_call() -> None:
-    assert set(DELEGATING_CALLS) == set(rbac.DELEGATING), (
+    assert set(DELEGATING_CALLS) == set(method_permissions.DELEGATING), (
         "add a call for each DELEGATING method to DELEGATING_CALLS (and drop stale ones)"
     )
 
 
-@pytest.mark.parametrize("method", sorted(rbac.DELEGATING))
+@pytest.mark.parametrize("method", sorted(method_permissions.DELEGATING))
 def test_delegating_call_is_audited_as_the_write_it_lands_in(method: str, world: World) -> None:
     call, model = DELEGATING_CALLS[method]
     _, head_id, _ = world.audit_state()
     call(world)
     rows = world.rows_after(head_id)
-    target = rbac.DELEGATING[method]
+    target = method_permissions.DELEGATING[method]
     assert any(r.action == target and r.model == model for r in rows), (
         f"{method} wrote no audit row for {target} on {model!r}: "
         f"{[(r.action, r.model, r.version) for r in rows]}"
@@ -286,12 +288,12 @@ READ_CALLS: Mapping[str, Callable[[World], Any]] = {
 
 
 def test_every_read_method_has_a_real_call() -> None:
-    assert set(READ_CALLS) == set(rbac.READ_PERMISSIONS), (
+    assert set(READ_CALLS) == set(method_permissions.READ_PERMISSIONS), (
         "add a call for each READ_PERMISSIONS method to READ_CALLS (and drop stale ones)"
     )
 
 
-@pytest.mark.parametrize("method", sorted(rbac.READ_PERMISSIONS))
+@pytest.mark.parametrize("method", sorted(method_permissions.READ_PERMISSIONS))
 def test_read_call_leaves_the_audit_log_unchanged(method: str, world: World) -> None:
     before = world.audit_state()
     result = READ_CALLS[method](world)

@@ -14,8 +14,8 @@ from typing import Any
 from flask import Response, request
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance.errors import to_mlflow
 from mlflow_governance.exceptions import GovernanceError
+from mlflow_governance.mlflow_errors import to_mlflow
 
 #: What a browser needs to show its login prompt for basic-auth.
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="mlflow"'}

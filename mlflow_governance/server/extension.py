@@ -30,7 +30,7 @@ from mlflow_governance.server.settings import AUTH_BASIC, Settings
 
 if TYPE_CHECKING:
     from mlflow_governance.store import GovernedStore
-    from mlflow_governance.workflow.service import Workflow
+    from mlflow_governance.workflow.promotion import Workflow
 
 EXTENSION_KEY = "mlflow_governance"
 API_PREFIX = "/api/2.0/mlflow-governance"
@@ -283,7 +283,7 @@ class Governance:
 
     def workflow(self) -> Workflow:
         """The approval workflow on :meth:`store` (one per store and process)."""
-        from mlflow_governance.workflow.service import Workflow
+        from mlflow_governance.workflow.promotion import Workflow
 
         store = self.store()
         with self._lock:

@@ -27,9 +27,9 @@ from flask import (
 )
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance.errors import to_mlflow
 from mlflow_governance.exceptions import GovernanceError
 from mlflow_governance.identity import current_identity
+from mlflow_governance.mlflow_errors import to_mlflow
 from mlflow_governance.server import mlflow_permissions
 from mlflow_governance.server.bounds import parse_id
 from mlflow_governance.server.extension import governance, static_prefixed

@@ -1,6 +1,6 @@
 """What the REST routes and the page do, once: each call authorised by the policy.
 
-The approval actions themselves are the :class:`~mlflow_governance.workflow.service.Workflow`
+The approval actions themselves are the :class:`~mlflow_governance.workflow.promotion.Workflow`
 the CLI and ``GovernanceClient`` use, which check request and approve rights. Reading
 requests needs ``read`` on their model; the audit log and history need ``audit:read``.
 Refusals are audited like every other refused attempt.
@@ -27,7 +27,7 @@ from mlflow_governance.policy import (
 )
 from mlflow_governance.server.bounds import MAX_VERSION, parse_id, parse_int
 from mlflow_governance.server.extension import Governance
-from mlflow_governance.workflow.requests import RequestView, Target
+from mlflow_governance.workflow.request_rows import RequestView, Target
 
 #: Upper bound on rows one audit listing returns.
 MAX_AUDIT_ROWS = 5000

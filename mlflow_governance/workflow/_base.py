@@ -2,7 +2,7 @@
 
 :class:`WorkflowBase` reads requests (with what their gates still need), finds the gates
 and holders of a target, and writes the audit rows of workflow actions and refusals.
-:mod:`mlflow_governance.workflow.service` builds the actions on it.
+:mod:`mlflow_governance.workflow.promotion` builds the actions on it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from mlflow_governance.policy import (
     gates_for,
 )
 from mlflow_governance.policy._values import format_duration
-from mlflow_governance.workflow import requests as rq
+from mlflow_governance.workflow import request_rows as rq
 from mlflow_governance.workflow.gate import GateKeeper
 from mlflow_governance.workflow.moves import GateStatus, _fact, explain_all
 from mlflow_governance.workflow.tables import (

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from mlflow_governance.audit.writer import DECISION_ALLOW, AuditEntry, utc_now
 from mlflow_governance.exceptions import Conflict
 from mlflow_governance.policy import Gate
-from mlflow_governance.workflow import requests as rq
+from mlflow_governance.workflow import request_rows as rq
 from mlflow_governance.workflow.moves import Move
 from mlflow_governance.workflow.tables import (
     APPLIED,

@@ -25,7 +25,7 @@ from mlflow_governance.policy import (
     protected_by,
     tag_move_decision,
 )
-from mlflow_governance.workflow import requests as rq
+from mlflow_governance.workflow import request_rows as rq
 from mlflow_governance.workflow.moves import Verdict
 from mlflow_governance.workflow.tables import (
     CANCELLED,

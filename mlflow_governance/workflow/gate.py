@@ -31,7 +31,7 @@ from mlflow_governance.policy import (
     gates_for,
     may_break_glass,
 )
-from mlflow_governance.workflow import requests as rq
+from mlflow_governance.workflow import request_rows as rq
 from mlflow_governance.workflow.commit_hooks import apply_through, break_glass
 from mlflow_governance.workflow.facts import version_facts
 from mlflow_governance.workflow.moves import GateStatus, Move, Verdict, _fact, _held_by

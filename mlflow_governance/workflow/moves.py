@@ -18,7 +18,7 @@ from mlflow_governance.policy import (
     Policy,
     describe_approvals,
 )
-from mlflow_governance.workflow import requests as rq
+from mlflow_governance.workflow import request_rows as rq
 
 
 @dataclass

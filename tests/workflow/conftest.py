@@ -74,7 +74,7 @@ class Registry:
         return alias_of(self.store, model, alias)
 
     def request(self, request_id: int) -> dict[str, Any]:
-        from mlflow_governance.workflow.service import Workflow
+        from mlflow_governance.workflow.promotion import Workflow
 
         return Workflow(self.store).get(request_id).to_dict()
 

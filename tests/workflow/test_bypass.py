@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from mlflow_governance.exceptions import Conflict
 from mlflow_governance.identity import SOURCE_ASSERTED, Identity
-from mlflow_governance.workflow.service import Workflow
+from mlflow_governance.workflow.promotion import Workflow
 from mlflow_governance.workflow.tables import requests
 from tests.workflow import assert_refused, request_id_in
 from tests.workflow.conftest import Registry, make_registry

@@ -47,7 +47,7 @@ from mlflow_governance.audit.query import history, holders_at, verify
 from mlflow_governance.audit.tables import audit_log
 from mlflow_governance.exceptions import GovernanceError
 from mlflow_governance.identity import SOURCE_ASSERTED, Identity, acting_as
-from mlflow_governance.workflow.requests import Target
+from mlflow_governance.workflow.request_rows import Target
 from mlflow_governance.workflow.tables import approvals, requests
 from tests.workflow.conftest import Registry, make_registry
 
@@ -90,7 +90,7 @@ class Actor:
 
     def __init__(self, url: str) -> None:
         from mlflow_governance.entry import build_store
-        from mlflow_governance.workflow.service import Workflow
+        from mlflow_governance.workflow.promotion import Workflow
 
         uri = f"governed+{url}"
         self.store = build_store(uri)
@@ -162,7 +162,7 @@ class Race:
     """The registry both processes act on, and what the parent checks after each round."""
 
     def __init__(self, reg: Registry) -> None:
-        from mlflow_governance.workflow.service import Workflow
+        from mlflow_governance.workflow.promotion import Workflow
 
         self.reg = reg
         self.flow = Workflow(reg.store)

@@ -29,7 +29,7 @@ from mlflow.utils.workspace_context import ServerWorkspaceContext
 from mlflow_governance.audit.query import history, holders_at
 from mlflow_governance.exceptions import GovernanceError
 from mlflow_governance.identity import SOURCE_ASSERTED, Identity
-from mlflow_governance.workflow.service import Workflow
+from mlflow_governance.workflow.promotion import Workflow
 from mlflow_governance.workflow.tables import approvals, requests
 from tests.workflow import request_id_in
 from tests.workflow.conftest import Registry, make_registry

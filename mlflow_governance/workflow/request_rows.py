@@ -1,7 +1,7 @@
 """Promotion requests and approvals as rows: reading, locking and state changes.
 
 Everything here runs on a connection inside the caller's transaction; the service layer
-(:mod:`mlflow_governance.workflow.service`) decides what to do and audits it.
+(:mod:`mlflow_governance.workflow.promotion`) decides what to do and audits it.
 """
 
 from __future__ import annotations

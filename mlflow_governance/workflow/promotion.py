@@ -18,7 +18,7 @@ from mlflow_governance.policy import (
     may_approve,
     may_break_glass,
 )
-from mlflow_governance.workflow import requests as rq
+from mlflow_governance.workflow import request_rows as rq
 from mlflow_governance.workflow._base import WorkflowBase, utc_now
 from mlflow_governance.workflow.moves import GateStatus, Move, _fact
 from mlflow_governance.workflow.tables import (
