@@ -26,7 +26,7 @@ from mlflow.store.model_registry.abstract_store import AbstractStore
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
 
-from mlflow_governance import method_permissions
+from mlflow_governance import method_permissions as perms
 from mlflow_governance.audit.query import verify
 from mlflow_governance.audit.tables import audit_log
 from mlflow_governance.store import GovernedStore
@@ -34,10 +34,10 @@ from mlflow_governance.store import GovernedStore
 MLFLOW_STORES = (AbstractStore, SqlAlchemyStore)
 
 TABLES: Mapping[str, Any] = {
-    "WRITE_PERMISSIONS": method_permissions.WRITE_PERMISSIONS,
-    "DELEGATING": method_permissions.DELEGATING,
-    "READ_PERMISSIONS": method_permissions.READ_PERMISSIONS,
-    "NOT_OPERATIONS": method_permissions.NOT_OPERATIONS,
+    "WRITE_PERMISSIONS": perms.WRITE_PERMISSIONS,
+    "DELEGATING": perms.DELEGATING,
+    "READ_PERMISSIONS": perms.READ_PERMISSIONS,
+    "NOT_OPERATIONS": perms.NOT_OPERATIONS,
 }
 
 PROMPT = "cov-prompt"
@@ -64,7 +64,8 @@ def test_every_public_store_method_is_classified() -> None:
     unclassified = sorted(m for m in methods if not any(m in table for table in TABLES.values()))
     assert not unclassified, "\n".join(
         f"{name} (defined in {methods[name]}) is in none of the tables of "
-        "mlflow_governance/method_permissions.py. Read MLflow's implementation and classify it: a registry "
+        "mlflow_governance/method_permissions.py."
+        " Read MLflow's implementation and classify it: a registry "
         "write goes into WRITE_PERMISSIONS with the permission it needs AND gets an override "
         "in GovernedStore (mlflow_governance/store.py) that validates and calls _govern; a "
         "method MLflow implements only through other governed writes goes into DELEGATING "
@@ -88,28 +89,26 @@ def test_no_method_is_in_two_tables() -> None:
 
 def test_delegating_methods_land_in_governed_writes() -> None:
     stray = {
-        m: target
-        for m, target in method_permissions.DELEGATING.items()
-        if target not in method_permissions.WRITE_PERMISSIONS
+        m: target for m, target in perms.DELEGATING.items() if target not in perms.WRITE_PERMISSIONS
     }
     assert not stray, f"DELEGATING targets must be WRITE_PERMISSIONS methods: {stray}"
 
 
-@pytest.mark.parametrize("method", sorted(method_permissions.WRITE_PERMISSIONS))
+@pytest.mark.parametrize("method", sorted(perms.WRITE_PERMISSIONS))
 def test_write_method_is_overridden_by_the_governed_store(method: str) -> None:
     assert method in vars(GovernedStore), (
-        f"{method} needs '{method_permissions.WRITE_PERMISSIONS[method]}' but GovernedStore does not override "
+        f"{method} needs '{perms.WRITE_PERMISSIONS[method]}' but GovernedStore does not override "
         "it, so MLflow's implementation runs ungoverned and unaudited. Add an override in "
         "mlflow_governance/store.py that runs MLflow's validation and hands the call to "
         "self._govern."
     )
 
 
-@pytest.mark.parametrize("method", sorted(method_permissions.DELEGATING))
+@pytest.mark.parametrize("method", sorted(perms.DELEGATING))
 def test_delegating_method_is_inherited(method: str) -> None:
     assert method not in vars(GovernedStore), (
-        f"GovernedStore overrides {method}, which method_permissions.DELEGATING says is governed through "
-        f"{method_permissions.DELEGATING[method]}. Either remove the override or move {method} to "
+        f"GovernedStore overrides {method}, which perms.DELEGATING says is governed through "
+        f"{perms.DELEGATING[method]}. Either remove the override or move {method} to "
         "WRITE_PERMISSIONS."
     )
 
@@ -234,18 +233,18 @@ DELEGATING_CALLS: Mapping[str, tuple[Callable[[World], Any], str]] = {
 
 
 def test_every_delegating_method_has_a_real_call() -> None:
-    assert set(DELEGATING_CALLS) == set(method_permissions.DELEGATING), (
+    assert set(DELEGATING_CALLS) == set(perms.DELEGATING), (
         "add a call for each DELEGATING method to DELEGATING_CALLS (and drop stale ones)"
     )
 
 
-@pytest.mark.parametrize("method", sorted(method_permissions.DELEGATING))
+@pytest.mark.parametrize("method", sorted(perms.DELEGATING))
 def test_delegating_call_is_audited_as_the_write_it_lands_in(method: str, world: World) -> None:
     call, model = DELEGATING_CALLS[method]
     _, head_id, _ = world.audit_state()
     call(world)
     rows = world.rows_after(head_id)
-    target = method_permissions.DELEGATING[method]
+    target = perms.DELEGATING[method]
     assert any(r.action == target and r.model == model for r in rows), (
         f"{method} wrote no audit row for {target} on {model!r}: "
         f"{[(r.action, r.model, r.version) for r in rows]}"
@@ -288,12 +287,12 @@ READ_CALLS: Mapping[str, Callable[[World], Any]] = {
 
 
 def test_every_read_method_has_a_real_call() -> None:
-    assert set(READ_CALLS) == set(method_permissions.READ_PERMISSIONS), (
+    assert set(READ_CALLS) == set(perms.READ_PERMISSIONS), (
         "add a call for each READ_PERMISSIONS method to READ_CALLS (and drop stale ones)"
     )
 
 
-@pytest.mark.parametrize("method", sorted(method_permissions.READ_PERMISSIONS))
+@pytest.mark.parametrize("method", sorted(perms.READ_PERMISSIONS))
 def test_read_call_leaves_the_audit_log_unchanged(method: str, world: World) -> None:
     before = world.audit_state()
     result = READ_CALLS[method](world)
