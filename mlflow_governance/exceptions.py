@@ -89,6 +89,21 @@ class ConfigurationError(GovernanceError):
     error_code = "INVALID_PARAMETER_VALUE"
 
 
+class Unreachable(GovernanceError):
+    """The governance server could not be reached or answered with something not JSON.
+
+    The CLI gives it an exit code of its own: the action may simply be retried.
+    """
+
+    error_code = "TEMPORARILY_UNAVAILABLE"
+
+
+class TimedOut(GovernanceError):
+    """Waiting (``promote --wait``) ended before the request was applied or closed."""
+
+    error_code = "RESOURCE_CONFLICT"
+
+
 @dataclasses.dataclass(frozen=True)
 class PolicyIssue:
     """One problem found in a policy file, pinned to where it is.
@@ -136,3 +151,37 @@ class AuditIntegrityError(GovernanceError):
     def __init__(self, message: str, row_id: int | None = None) -> None:
         self.row_id = row_id
         super().__init__(message)
+
+
+_BY_CODE: dict[str, type[GovernanceError]] = {
+    "PERMISSION_DENIED": PermissionDenied,
+    "INVALID_PARAMETER_VALUE": InvalidRequest,
+    "RESOURCE_DOES_NOT_EXIST": NotFound,
+    "RESOURCE_CONFLICT": Conflict,
+    "TEMPORARILY_UNAVAILABLE": Unreachable,
+}
+
+
+def error_from_code(code: str | None, message: str) -> GovernanceError:
+    """Rebuild the plugin error a server reported as ``{"error_code", "message"}``.
+
+    The message is kept as the server wrote it; the class is chosen by the code so a
+    remote caller tells refusals, bad input, missing things and conflicts apart as a
+    local caller does.
+
+    Args:
+        code: MLflow's error code name from the response body.
+        message: The server's message.
+
+    Returns:
+        An instance of the matching class (``GovernanceError`` for other codes).
+    """
+    cls = _BY_CODE.get(code or "", GovernanceError)
+    error = cls.__new__(cls)
+    GovernanceError.__init__(error, message)
+    if code and cls is GovernanceError:
+        error.error_code = code
+    if isinstance(error, PermissionDenied):  # the parts stay on the server; the text says all
+        error.actor = error.action = error.resource = error.reason = ""
+        error.rule = error.hint = error.request_id = None
+    return error
