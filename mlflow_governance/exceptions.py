@@ -153,6 +153,20 @@ class AuditIntegrityError(GovernanceError):
         super().__init__(message)
 
 
+class AuditWriteError(GovernanceError):
+    """The audit row could not be written, so the change it describes was not applied."""
+
+    error_code = "TEMPORARILY_UNAVAILABLE"
+
+
+class GovernanceWarning(UserWarning):
+    """Warns about a configuration that records but does not enforce.
+
+    A warning, not an error: the call goes on under the audit-only default, but whoever
+    runs the server should learn that nothing is refused.
+    """
+
+
 _BY_CODE: dict[str, type[GovernanceError]] = {
     "PERMISSION_DENIED": PermissionDenied,
     "INVALID_PARAMETER_VALUE": InvalidRequest,

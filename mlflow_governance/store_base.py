@@ -25,7 +25,7 @@ from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from mlflow_governance import config
 from mlflow_governance.audit import capture
 from mlflow_governance.audit.writer import DECISION_DENY, append
-from mlflow_governance.exceptions import PermissionDenied
+from mlflow_governance.exceptions import GovernanceWarning, PermissionDenied
 from mlflow_governance.identity import Identity, current_identity
 from mlflow_governance.mlflow_errors import to_mlflow
 from mlflow_governance.policy import Policy, Subject, authorize
@@ -64,10 +64,6 @@ def checked_version(version: Any) -> int:
             error_code=INVALID_PARAMETER_VALUE,
         )
     return number
-
-
-class GovernanceWarning(UserWarning):
-    """Warns about a configuration that records but does not enforce."""
 
 
 class GovernedStoreBase(SqlAlchemyStore):

@@ -30,7 +30,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from mlflow_governance.audit.writer import HEAD_TAKEN, AuditEntry, append
-from mlflow_governance.exceptions import GovernanceError
+from mlflow_governance.exceptions import AuditWriteError
 from mlflow_governance.identity import Identity, current_identity
 
 WRITE_SESSION = "governance_write"
@@ -38,12 +38,6 @@ _CHANGES = "governance_changes"
 _UNATTRIBUTED = "unattributed_write"
 # Calls whose version is only known from the change they make.
 _VERSION_CREATING = frozenset({"create_model_version", "copy_model_version"})
-
-
-class AuditWriteError(GovernanceError):
-    """The audit row could not be written, so the change it describes was not applied."""
-
-    error_code = "TEMPORARILY_UNAVAILABLE"
 
 
 @dataclass

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from mlflow_governance.audit.chain import UnreadableRow, VerifyResult, format_time, verify_rows
 from mlflow_governance.audit.tables import HEAD_ROW_ID, audit_head, audit_log
 from mlflow_governance.audit.writer import DECISION_DENY
+from mlflow_governance.clock import utc_now
 from mlflow_governance.exceptions import InvalidRequest
 
 #: Columns in the order listings and exports show them.
@@ -307,8 +308,6 @@ def make_checkpoint(connection: sa.Connection) -> tuple[Checkpoint, VerifyResult
         The checkpoint and the verification it rests on (a broken chain gets no
         checkpoint: the caller must refuse to write one).
     """
-    from mlflow_governance.audit.writer import utc_now
-
     result = verify(connection)
     return Checkpoint(result.rows, result.head_id, result.head_hash, format_time(utc_now())), result
 

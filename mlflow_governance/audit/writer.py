@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session
 from mlflow_governance.audit.chain import row_hash
 from mlflow_governance.audit.storable import storage_of
 from mlflow_governance.audit.tables import HEAD_ROW_ID, audit_head, audit_log
+from mlflow_governance.clock import utc_now
 from mlflow_governance.exceptions import AuditIntegrityError
 from mlflow_governance.identity import Identity
 
@@ -48,11 +48,6 @@ class AuditEntry:
     request_id: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
     workspace: str | None = None
-
-
-def utc_now() -> datetime:
-    """Naive UTC now, the form every supported database returns unchanged."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 #: Where :func:`take_head` and :func:`saw_head` leave the chain head they read, in the

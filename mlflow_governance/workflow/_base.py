@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from mlflow_governance.audit.writer import DECISION_ALLOW, DECISION_DENY, AuditEntry, append
+from mlflow_governance.clock import utc_now
 from mlflow_governance.exceptions import Conflict, NotFound, PermissionDenied
 from mlflow_governance.identity import Identity
 from mlflow_governance.policy import (
@@ -46,11 +47,6 @@ _REVIEW_STAYS = (
     "pending until approved, and cannot be rejected or cancelled. To undo the move, roll "
     "it back: mlflow-governance rollback {model} --stage STAGE|--alias ALIAS."
 )
-
-
-def utc_now() -> datetime:
-    """Naive UTC now, as stored."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 class WorkflowBase:
@@ -384,4 +380,4 @@ class WorkflowBase:
         )
 
 
-__all__ = ["SYSTEM", "WorkflowBase", "utc_now"]
+__all__ = ["SYSTEM", "WorkflowBase"]

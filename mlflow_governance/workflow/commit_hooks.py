@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mlflow_governance.audit.writer import DECISION_ALLOW, AuditEntry, utc_now
+from mlflow_governance.audit.writer import DECISION_ALLOW, AuditEntry
+from mlflow_governance.clock import utc_now
 from mlflow_governance.exceptions import Conflict
 from mlflow_governance.policy import Gate
 from mlflow_governance.workflow import request_rows as rq

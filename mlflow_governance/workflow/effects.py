@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from mlflow_governance.audit.writer import DECISION_ALLOW, AuditEntry
+from mlflow_governance.clock import utc_now
 from mlflow_governance.policy import (
     Policy,
     Subject,
@@ -275,7 +276,6 @@ def follow_rename(conn: sa.Connection, locked: LockedModel, new_name: str) -> No
 
 def request_hook(locked: LockedModel, op: Any, *, version: int | None, why: str) -> Any:
     """A commit hook that ends the requests of what the write takes away."""
-    from mlflow_governance.audit.writer import utc_now
 
     def hook(conn: Any) -> None:
         op.extra.extend(

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from mlflow_governance.audit.writer import utc_now
+from mlflow_governance.clock import utc_now
 from mlflow_governance.policy import (
     Decision,
     Gate,

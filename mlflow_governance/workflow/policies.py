@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from mlflow_governance.audit.writer import DECISION_ALLOW, AuditEntry, append, utc_now
+from mlflow_governance.audit.writer import DECISION_ALLOW, AuditEntry, append
+from mlflow_governance.clock import utc_now
 from mlflow_governance.exceptions import PermissionDenied
 from mlflow_governance.identity import Identity
 from mlflow_governance.policy import (

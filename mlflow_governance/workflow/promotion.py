@@ -8,6 +8,7 @@ write path, so the gate is evaluated once more at the moment of the move.
 from __future__ import annotations
 
 from mlflow_governance.audit.writer import append
+from mlflow_governance.clock import utc_now
 from mlflow_governance.exceptions import Conflict, GovernanceError, InvalidRequest
 from mlflow_governance.identity import Identity
 from mlflow_governance.policy import (
@@ -19,7 +20,7 @@ from mlflow_governance.policy import (
     may_break_glass,
 )
 from mlflow_governance.workflow import request_rows as rq
-from mlflow_governance.workflow._base import WorkflowBase, utc_now
+from mlflow_governance.workflow._base import WorkflowBase
 from mlflow_governance.workflow.moves import GateStatus, Move, _fact
 from mlflow_governance.workflow.tables import (
     APPROVED,
@@ -502,4 +503,4 @@ class Workflow(WorkflowBase):
         return "requested", view, previous
 
 
-__all__ = ["Workflow", "utc_now"]
+__all__ = ["Workflow"]

@@ -12,8 +12,8 @@ from datetime import timedelta
 
 import pytest
 
+from mlflow_governance.clock import utc_now
 from mlflow_governance.workflow import request_rows as rq
-from mlflow_governance.workflow.promotion import utc_now
 from mlflow_governance.workflow.request_rows import Target
 from tests.workflow import assert_refused, backdate, request_id_in
 from tests.workflow.conftest import Registry
