@@ -12,6 +12,28 @@ from collections.abc import Sequence
 from mlflow_governance.policy.decisions import Decision, Subject
 from mlflow_governance.policy.model import DEFAULT_WORKSPACE, Binding, Policy
 
+#: The user name the store gives a caller nobody authenticated: every caller of ``mlflow ui``
+#: and of ``mlflow server`` without ``--app-name governance`` (``identity.ANONYMOUS``; the
+#: policy package names it itself so that it imports nothing from outside).
+ANONYMOUS = "anonymous"
+
+
+def anonymous_hint(grant: str) -> str:
+    """The way out of a refusal for :data:`ANONYMOUS`, who cannot ask for anything.
+
+    Telling a caller nobody authenticated to "ask for role viewer" leads nowhere: no one
+    can be granted a role on their behalf. Two things do help, so the hint names both.
+
+    Args:
+        grant: What a binding would have to grant, e.g. ``role viewer on model 'm'``.
+    """
+    return (
+        "Every caller of this server is anonymous: mlflow ui and mlflow server without "
+        "--app-name governance log nobody in. To let anonymous callers do it, bind "
+        f"user:anonymous to {grant} in the policy; to have people log in and hold roles "
+        "of their own, serve the registry with mlflow server --app-name governance."
+    )
+
 
 def effective_groups(policy: Policy, subject: Subject) -> frozenset[str]:
     """The subject's own groups plus the policy groups that list the user."""

@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 
 from mlflow_governance.policy._index import TagWriters, fold_tag_key
 from mlflow_governance.policy._scope import (
+    ANONYMOUS,
+    anonymous_hint,
     effective_groups,
     held_roles,
     list_phrase,
@@ -268,5 +270,7 @@ def _refuse_tag(
         rule=f"gates.{writers.gate.name}.checks.tags.{writers.key}.set_by",
         reason=f"{who(subject.user, groups)} holds none of {trusted} on model '{model}'"
         f"{place}; gate {writers.gate.name} accepts tag '{key}'{same} only from them",
-        hint=f"Ask for {trusted} on model '{model}'{place}, or let a holder of it write the tag.",
+        hint=anonymous_hint(f"{trusted} on model '{model}'{place}")
+        if subject.user == ANONYMOUS
+        else f"Ask for {trusted} on model '{model}'{place}, or let a holder of it write the tag.",
     )

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from mlflow_governance.policy._scope import (
+    ANONYMOUS,
+    anonymous_hint,
     candidate_bindings,
     covers,
     effective_groups,
@@ -369,25 +371,34 @@ def _role_decision(
             reason=f"no role may {action}",
             hint="A policy admin must name the roles allowed to do so in the gate.",
         )
+    grant = f"{roles_phrase} on model '{model}'{place}"
     return not_granted(
         policy,
         rule="default-deny",
         reason=f"{who(subject.user, groups)} holds none of {roles_phrase} on model {model}{place}",
-        hint=f"Ask for {roles_phrase} on model '{model}'{place}.",
+        hint=anonymous_hint(grant) if subject.user == ANONYMOUS else f"Ask for {grant}.",
     )
 
 
 def _hint(policy: Policy, subject: Subject, perm: Permission, model: str | None) -> str:
     ranked = _roles_granting(policy, perm)
+    scope = f" on model '{model}'" if model is not None else " on every model"
+    place = where(policy, subject)
+    narrow = [role for role in ranked if not policy.roles[role].grant.everything][:2]
+    if subject.user == ANONYMOUS:
+        if not ranked:
+            return anonymous_hint(f"a new role granting '{perm.text}'{scope}{place}")
+        return anonymous_hint(
+            f"role {(narrow or ranked)[0]}{scope}{place} "
+            f"(roles granting '{perm.text}': {', '.join(ranked)})"
+        )
     if not ranked:
         return (
             f"No role in the policy grants '{perm.text}'; a policy admin must add it to a "
             "role and bind that role."
         )
-    narrow = [role for role in ranked if not policy.roles[role].grant.everything][:2]
-    scope = f" on model '{model}'" if model is not None else " on every model"
     return (
-        f"Ask for role {' or '.join(narrow or ranked[:1])}{scope}{where(policy, subject)}; "
+        f"Ask for role {' or '.join(narrow or ranked[:1])}{scope}{place}; "
         f"roles granting it: {', '.join(ranked)}."
     )
 

@@ -401,6 +401,7 @@ def test_refusal_reaches_the_ui_as_403_and_is_audited(served: Served, ui: UiClie
     error = response.json()
     assert error["error_code"] == "PERMISSION_DENIED"
     assert "anonymous" in error["message"] and "register" in error["message"]
+    _assert_the_way_out_is_for_an_anonymous_caller(error["message"], name)
     engine = served.engine()
     try:
         with engine.connect() as conn:
@@ -415,3 +416,31 @@ def test_refusal_reaches_the_ui_as_403_and_is_audited(served: Served, ui: UiClie
         ("create_registered_model", "deny", "default-deny"),
     ]
     _assert_anonymous_http_caller(rows)
+
+
+def _assert_the_way_out_is_for_an_anonymous_caller(message: str, model: str) -> None:
+    # Nobody can ask for a role on behalf of a caller nobody authenticated: the hint says
+    # how to let anonymous callers in, or how to have people log in.
+    assert "Ask for" not in message, message
+    assert (
+        f"bind user:anonymous to role maintainer on model '{model}' (roles granting" in message
+    ), message
+    assert "serve the registry with mlflow server --app-name governance" in message, message
+
+
+def test_a_refused_read_tells_how_to_allow_anonymous_reads(served: Served, ui: UiClient) -> None:
+    name = f"locked-read-{served.kind}"
+    response = ui.request("GET", "registered-models/get", params={"name": name})
+    assert response.status_code == 403, response.text
+    error = response.json()
+    assert error["error_code"] == "PERMISSION_DENIED"
+    assert error["message"].startswith(f"Refused: anonymous may not read on model '{name}'")
+    _assert_the_way_out_is_for_an_anonymous_caller(error["message"], name)
+    assert [(r["action"], r["decision"]) for r in _audit_rows(served, name)] == [("read", "deny")]
+
+
+def test_the_policy_names_the_anonymous_caller_as_the_store_does() -> None:
+    from mlflow_governance.identity import ANONYMOUS
+    from mlflow_governance.policy._scope import ANONYMOUS as POLICY_ANONYMOUS
+
+    assert POLICY_ANONYMOUS == ANONYMOUS
