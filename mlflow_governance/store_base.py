@@ -24,8 +24,9 @@ from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
 from mlflow_governance import config
 from mlflow_governance.audit import capture
-from mlflow_governance.audit.writer import DECISION_DENY, append
-from mlflow_governance.exceptions import GovernanceWarning, PermissionDenied
+from mlflow_governance.audit.refusal import refusal
+from mlflow_governance.audit.writer import append
+from mlflow_governance.exceptions import GovernanceWarning
 from mlflow_governance.identity import Identity, current_identity
 from mlflow_governance.mlflow_errors import to_mlflow
 from mlflow_governance.policy import Policy, Subject, authorize
@@ -168,23 +169,16 @@ class GovernedStoreBase(SqlAlchemyStore):
         decision = authorize(policy, self.subject_of(identity), permission, model)
         if not decision.refused:
             return
-        self.audit_alone(
-            capture.Operation(
-                action,
-                identity,
-                DECISION_DENY,
-                model=model,
-                reason=decision.reason,
-                rule=decision.rule,
-            )
-        )
-        raise PermissionDenied(
-            actor=identity.user,
-            action=permission,
+        raise refusal(
+            self.engine,
+            identity,
+            action=action,
+            asked=permission,
             resource=f"model '{model}'" if model else "every model",
             reason=decision.reason,
             rule=decision.rule,
             hint=decision.hint,
+            model=model,
         )
 
     def audit_alone(self, op: capture.Operation) -> None:
@@ -201,23 +195,16 @@ class GovernedStoreBase(SqlAlchemyStore):
         identity = current_identity()
         decision = authorize(policy, self.subject_of(identity), "read", model)
         if decision.refused:
-            op = capture.Operation(
-                "read",
-                identity,
-                DECISION_DENY,
-                model=model,
-                reason=decision.reason,
-                rule=decision.rule,
-            )
-            self.audit_alone(op)
             raise to_mlflow(
-                PermissionDenied(
-                    actor=identity.user,
+                refusal(
+                    self.engine,
+                    identity,
                     action="read",
                     resource=f"model '{model}'",
                     reason=decision.reason,
                     rule=decision.rule,
                     hint=decision.hint,
+                    model=model,
                 )
             )
 

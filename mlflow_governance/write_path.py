@@ -25,12 +25,13 @@ from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from sqlalchemy.orm import Session
 
 from mlflow_governance.audit import capture
+from mlflow_governance.audit.refusal import refusal
 from mlflow_governance.audit.writer import (
     DECISION_ALLOW,
     DECISION_DENY,
     DECISION_WOULD_DENY,
 )
-from mlflow_governance.exceptions import GovernanceError, PermissionDenied
+from mlflow_governance.exceptions import GovernanceError
 from mlflow_governance.identity import Identity, current_identity
 from mlflow_governance.method_permissions import write_permission
 from mlflow_governance.mlflow_errors import governance_cause, to_mlflow
@@ -249,17 +250,21 @@ class GovernedWritePath(GovernedStoreBase):
             )
             request_id = view.id
             hint = f"Request #{view.id} is open: mlflow-governance approve {view.id}"
-        op.decision, op.rule, op.reason = DECISION_DENY, verdict.rule, verdict.reason
-        op.request_id = request_id
-        self.audit_alone(op)
-        return PermissionDenied(
-            actor=op.identity.user,
-            action=verdict.action or op.action,
+        return refusal(
+            self.engine,
+            op.identity,
+            action=op.action,
+            asked=verdict.action or op.action,
             resource=_resource(op.model, op.version),
             reason=verdict.reason,
             rule=verdict.rule,
             hint=hint,
+            model=op.model,
+            version=op.version,
+            alias=op.alias,
             request_id=request_id,
+            workspace=op.workspace,
+            details=op.details,
         )
 
     def _subject(self, identity: Identity) -> Subject:
@@ -276,26 +281,20 @@ class GovernedWritePath(GovernedStoreBase):
         # since these tags are the plugin's own record and no policy grants writing them.
         if not key.startswith(RESERVED_TAG_PREFIX):
             return
-        op = capture.Operation(
-            method,
-            current_identity(),
-            DECISION_DENY,
-            model=model,
-            version=version,
-            reason=f"tag '{key}' is reserved: keys starting with '{RESERVED_TAG_PREFIX}' are "
-            "written by mlflow-governance only",
-            rule="reserved tags",
-            details={"key": key},
-        )
-        self.audit_alone(op)
         raise to_mlflow(
-            PermissionDenied(
-                actor=op.identity.user,
-                action=f"{'delete' if method.startswith('delete') else 'set'} tag '{key}'",
+            refusal(
+                self.engine,
+                current_identity(),
+                action=method,
+                asked=f"{'delete' if method.startswith('delete') else 'set'} tag '{key}'",
                 resource=_resource(model, version),
-                reason=op.reason or "",
-                rule=op.rule,
+                reason=f"tag '{key}' is reserved: keys starting with '{RESERVED_TAG_PREFIX}' "
+                "are written by mlflow-governance only",
+                rule="reserved tags",
                 hint=f"Choose a key that does not start with '{RESERVED_TAG_PREFIX}'.",
+                model=model,
+                version=version,
+                details={"key": key},
             )
         )
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from mlflow_governance.audit.writer import DECISION_ALLOW, DECISION_DENY, AuditEntry, append
+from mlflow_governance.audit.refusal import refusal
+from mlflow_governance.audit.writer import DECISION_ALLOW, AuditEntry, append
 from mlflow_governance.clock import utc_now
-from mlflow_governance.exceptions import Conflict, NotFound, PermissionDenied
+from mlflow_governance.exceptions import Conflict, NotFound
 from mlflow_governance.identity import Identity
 from mlflow_governance.policy import (
     Gate,
@@ -353,29 +354,17 @@ class WorkflowBase:
     ) -> None:
         if not policy.enforcing:
             return
-        with self.engine.begin() as conn:
-            append(
-                conn,
-                [
-                    AuditEntry(
-                        action=action,
-                        identity=identity,
-                        decision=DECISION_DENY,
-                        model=model,
-                        version=version,
-                        request_id=request_id,
-                        reason=reason,
-                        rule=rule,
-                    )
-                ],
-            )
-        raise PermissionDenied(
-            actor=identity.user,
-            action=action.replace("_", " "),
+        raise refusal(
+            self.engine,
+            identity,
+            action=action,
+            asked=action.replace("_", " "),
             resource=f"model '{model}' version {version}",
             reason=reason,
             rule=rule,
             hint=hint,
+            model=model,
+            version=version,
             request_id=request_id,
         )
 

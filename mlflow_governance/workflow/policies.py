@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from mlflow_governance.audit.refusal import refusal
 from mlflow_governance.audit.writer import DECISION_ALLOW, AuditEntry, append
 from mlflow_governance.clock import utc_now
-from mlflow_governance.exceptions import PermissionDenied
 from mlflow_governance.identity import Identity
 from mlflow_governance.policy import (
     Subject,
@@ -55,27 +55,16 @@ def apply_policy(store: GovernedWritePath, identity: Identity, text: str, source
     if loaded is not None and loaded.policy.enforcing:
         decision = authorize(loaded.policy, store.subject_of(identity), "policy:admin", None)
         if not decision.granted:
-            with store.engine.begin() as conn:
-                append(
-                    conn,
-                    [
-                        AuditEntry(
-                            "policy_apply",
-                            identity,
-                            "deny",
-                            reason=decision.reason,
-                            rule=decision.rule,
-                            details={"source": source},
-                        )
-                    ],
-                )
-            raise PermissionDenied(
-                actor=identity.user,
-                action="policy:admin",
+            raise refusal(
+                store.engine,
+                identity,
+                action="policy_apply",
+                asked="policy:admin",
                 resource="the policy",
                 reason=decision.reason,
                 rule=decision.rule,
                 hint=decision.hint,
+                details={"source": source},
             )
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     with store.engine.begin() as conn:
