@@ -1,15 +1,20 @@
 """The approval page at ``/governance/``: server-rendered, no front-end build step.
 
-Jinja2 templates with autoescaping (every user-supplied string is escaped), one form per
-action, each carrying the session's CSRF token; a post without it is refused. The page
-sends a Content-Security-Policy that allows no script at all, so even a string that
-escaped escaping could not run.
+Jinja2 templates with autoescaping (every user-supplied string is escaped); every form
+carries the session's CSRF token and a post without it is refused. Approve and reject
+share one form and its comment box: each button posts it to its own action
+(``formaction``), which needs no script. The page sends a Content-Security-Policy that
+allows no script at all, so even a string that escaped escaping could not run.
+
+What the page shows is derived here from what the service returns (requests, audit rows,
+history): the service stays the same for the REST API and the page.
 """
 
 from __future__ import annotations
 
 import functools
 import hmac
+import math
 import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -35,7 +40,8 @@ from mlflow_governance.server.bounds import parse_id
 from mlflow_governance.server.extension import governance, static_prefixed
 from mlflow_governance.server.service import Service
 from mlflow_governance.server.settings import AUTH_BASIC
-from mlflow_governance.workflow.tables import OPEN_STATES, PENDING, STATES
+from mlflow_governance.workflow.request_rows import RequestView
+from mlflow_governance.workflow.tables import APPLIED, OPEN_STATES, PENDING, STATES
 
 blueprint = Blueprint(
     "mlflow_governance_page",
@@ -56,6 +62,10 @@ _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 _AUDIT_ROWS_ON_PAGE = 200
+#: The index page's filters: every request state, then all of them.
+FILTERS = (*STATES, "all")
+#: Significant digits a metric is shown with; the full value is in the cell's title.
+_METRIC_DIGITS = 6
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -131,6 +141,47 @@ def _format_millis(value: int | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+@blueprint.app_template_filter("gov_metric")
+def format_metric(value: float) -> str:
+    """A metric for reading: ``0.9500000000000001`` as ``0.95``, ``41.0`` as ``41``.
+
+    Six significant digits, without an exponent for ordinary magnitudes: a float's
+    binary noise is not something an approver should have to read past. The template
+    keeps the exact value in the cell's ``title``.
+    """
+    number = float(value)
+    if not math.isfinite(number):
+        return str(number)
+    if 1e6 <= abs(number) < 1e15:
+        # %g would switch to an exponent here; counts and sizes read better written out.
+        return f"{number:.2f}".rstrip("0").rstrip(".")
+    return f"{number:.{_METRIC_DIGITS}g}"
+
+
+def outcome_line(view: RequestView) -> str:
+    """How a closed request ended, each fact once.
+
+    The request's row records who closed it and why (for an applied request, the last
+    approver and "approvals satisfied") and, separately, who applied it; they are often
+    the same person, who should not be named twice.
+    """
+    if view.state == APPLIED:
+        line = f"Applied by {view.applied_by or 'an unknown user'}"
+        if view.applied_at:
+            line += f" at {_format_time(view.applied_at)}"
+        if view.closed_by and view.closed_by != view.applied_by:
+            line += f", approved by {view.closed_by}"
+    else:
+        line = view.state.capitalize()
+        if view.closed_by:
+            line += f" by {view.closed_by}"
+        if view.updated_at:
+            line += f" at {_format_time(view.updated_at)}"
+    if view.closed_reason:
+        line += f": {view.closed_reason}"
+    return line if line.endswith((".", "!", "?")) else f"{line}."
+
+
 def _page(template: str, status: int = 200, **context: Any) -> Response:
     service = _service()
     context.setdefault("me", service.identity)
@@ -158,7 +209,7 @@ def _status(exc: GovernanceError | MlflowException) -> int:
 def index() -> Response:
     """Pending (or ``?state=``) requests with approve and reject forms."""
     state = request.args.get("state", PENDING)
-    if state not in (*STATES, "all"):
+    if state not in FILTERS:
         state = PENDING
     service = _service()
     error = None
@@ -171,7 +222,7 @@ def index() -> Response:
         requests=views,
         voters={view.id for view in views if view.state == PENDING and service.may_vote(view)},
         state=state,
-        states=("pending", "approved", "applied", "rejected", "all"),
+        states=FILTERS,
         open_states=OPEN_STATES,
         error=error,
     )
@@ -200,14 +251,22 @@ def request_detail(request_id: str) -> Response:
         may_vote=view.state == PENDING and service.may_vote(view),
         version=_version_details(service, view.model, view.version),
         open_states=OPEN_STATES,
+        outcome=None if view.state in OPEN_STATES else outcome_line(view),
     )
 
 
 @blueprint.post("/requests/<request_id>/<any(approve, reject, cancel):action>")
 @csrf_protected
 def act(request_id: str, action: str) -> Any:
-    """Approve, reject or cancel from a form; back to the request with the outcome."""
+    """Approve, reject or cancel from a form, then back to where the form was.
+
+    Back on the request's page, the page itself shows the state, what the gate still needs
+    or how the request ended, so the message only confirms what was done. Back on the
+    list, the request may no longer be shown (an applied one leaves the pending filter),
+    so the message also says where it stands.
+    """
     comment = (request.form.get("comment") or "").strip() or None
+    to_index = request.form.get("next") == "index"
     try:
         number = parse_id(request_id, "request_id")
     except GovernanceError as exc:
@@ -218,20 +277,30 @@ def act(request_id: str, action: str) -> Any:
         flash(_error_message(exc), "error")
     else:
         done = {"approve": "Approved", "reject": "Rejected", "cancel": "Cancelled"}[action]
-        still = f"; it still {view.needs}" if view.state == PENDING and view.needs else ""
-        flash(f"{done} request #{number}: it is {view.state}{still}.", "ok")
+        if to_index:
+            still = f"; it still {view.needs}" if view.state == PENDING and view.needs else ""
+            flash(f"{done} request #{number}: it is {view.state}{still}.", "ok")
+        else:
+            flash(f"{done} request #{number}.", "ok")
         extra = view.extra.get("apply_error")
         if extra:
             flash(f"Approved, but the move could not be applied: {extra}", "error")
-    target = request.form.get("next")
-    if target != "index":
+    if not to_index:
         return redirect(url_for(".request_detail", request_id=number), code=303)
     return redirect(url_for(".index"), code=303)
 
 
 @blueprint.get("/model")
 def model() -> Response:
-    """A model's audit trail, its stage and alias history and current holders."""
+    """A model's requests, and its audit trail, stage and alias history and holders.
+
+    The requests need ``read`` on the model (others are left out); the rest needs
+    ``audit:read``. Approvers reach this page from a request, and a policy may let them
+    approve without letting them read the audit log: then the page still shows the
+    requests and says, with the policy's refusal and its way out, why the rest is not
+    shown. The refusal is audited by the service; history is not asked for after it, so
+    one refused look is one audit row.
+    """
     name = (request.args.get("name") or "").strip()
     if not name:
         return _page(
@@ -241,11 +310,19 @@ def model() -> Response:
             message="Give a registered model name (?name=...).",
         )
     service = _service()
+    rows: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    audit_refusal = None
     try:
-        rows = service.audit(
-            {"model": name, "limit": str(_AUDIT_ROWS_ON_PAGE), "newest_first": "true"}
-        )
-        events = service.history(name)
+        try:
+            rows = service.audit(
+                {"model": name, "limit": str(_AUDIT_ROWS_ON_PAGE), "newest_first": "true"}
+            )
+            events = service.history(name)
+        except (GovernanceError, MlflowException) as exc:
+            if _status(exc) != 403:
+                raise
+            audit_refusal = _error_message(exc)
         requests = service.requests(model=name)
     except (GovernanceError, MlflowException) as exc:
         return _page(
@@ -265,6 +342,7 @@ def model() -> Response:
         holders=holders,
         requests=requests,
         limit=_AUDIT_ROWS_ON_PAGE,
+        audit_refusal=audit_refusal,
     )
 
 
