@@ -35,6 +35,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+#: A metric as float arithmetic leaves it; the page shows 0.95, the title the exact value.
+NOISY_METRIC = 0.9500000000000001
 DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "governance-page.png"
 TIMEOUT_MS = 60_000
 
@@ -74,6 +76,7 @@ def _version_with_run(gov: GovServer, name: str) -> int:
         run = client.create_run(experiment)
         client.log_metric(run.info.run_id, "accuracy", 0.973)
         client.log_metric(run.info.run_id, "latency_ms", 41.0)
+        client.log_metric(run.info.run_id, "recall", NOISY_METRIC)
         client.set_terminated(run.info.run_id)
         client.create_registered_model(name)
         mv = client.create_model_version(
@@ -112,11 +115,15 @@ def test_champion_refused_in_mlflow_ui_then_approved_on_the_governance_page(
     dave.goto(f"{gov.url}/governance/")
     row = dave.locator(f"#request-{request_id}")
     assert "@champion" in row.inner_text() and "carol" in row.inner_text()
-    row.locator("form.approve input[name=comment]").fill("accuracy 0.973 checked")
-    row.locator("form.approve button").click()
+    # One comment box for both buttons.
+    assert row.locator("input[name=comment]").count() == 1
+    assert row.locator("form.vote button").all_inner_texts() == ["Approve", "Reject"]
+    row.locator("form.vote input[name=comment]").fill("accuracy 0.973 checked")
+    row.locator("form.vote button.approve").click()
     flash = dave.locator(".flash.ok")
     flash.wait_for()
-    assert f"Approved request #{request_id}" in flash.inner_text()
+    # Back on the list, the message says where the request stands.
+    assert f"Approved request #{request_id}: it is pending" in flash.inner_text()
     assert "1 so far" in dave.locator(f"#request-{request_id}").inner_text()
     dave.screenshot(path=str(tmp_path / "2-governance-after-first-approval.png"), full_page=True)
     if os.environ.get("MLFLOW_GOVERNANCE_UPDATE_DOCS") == "1":
@@ -139,12 +146,23 @@ def test_champion_refused_in_mlflow_ui_then_approved_on_the_governance_page(
     ):
         assert expected in body, expected
     assert erin.locator("a", has_text=re.compile("^[0-9a-f]{32}$")).count() == 1  # source run
+    # Metrics rounded for reading, the exact value kept in the title.
+    recall = erin.locator("td.metric", has_text="0.95")
+    assert recall.inner_text() == "0.95"
+    assert recall.get_attribute("title") == repr(NOISY_METRIC)
+    assert repr(NOISY_METRIC) not in body
     erin.screenshot(path=str(tmp_path / "3-request-detail.png"), full_page=True)
-    erin.locator("form.approve input[name=comment]").fill("ship it")
-    erin.locator("form.approve button").click()
+    assert erin.locator("input[name=comment]").count() == 1
+    erin.locator("form.vote input[name=comment]").fill("ship it")
+    erin.locator("form.vote button.approve").click()
     erin.locator(".flash.ok").wait_for()
-    assert "it is applied" in erin.locator(".flash.ok").inner_text()
-    assert "applied by erin" in erin.locator("main").inner_text()
+    # The outcome is said once: the message confirms the vote, the page says how it ended.
+    assert erin.locator(".flash.ok").inner_text() == f"Approved request #{request_id}."
+    outcome = erin.locator("p.outcome").inner_text()
+    assert outcome.startswith("Applied by erin at ") and outcome.endswith(": approvals satisfied.")
+    main = erin.locator("main").inner_text()
+    assert main.lower().count("applied by erin") == 1, main
+    assert main.count("approvals satisfied") == 1, main
     erin.screenshot(path=str(tmp_path / "4-applied.png"), full_page=True)
 
     # Back in MLflow's UI (a fresh page, not the one with the dialog), the alias is there.
@@ -159,8 +177,10 @@ def test_champion_refused_in_mlflow_ui_then_approved_on_the_governance_page(
     with gov.as_user("oscar") as client:
         assert client.get_model_version_by_alias(name, "champion").version == str(version)
 
-    # The model's audit trail on the page shows who did what.
-    dave.goto(f"{gov.url}/governance/model?name={name}")
+    # The request page leads to the model's audit trail, which shows who did what.
+    dave.goto(f"{gov.url}/governance/requests/{request_id}")
+    dave.locator("a.audit-trail").click()
+    dave.wait_for_url(re.compile(r"/governance/model\?name="))
     trail = dave.locator("main").inner_text()
     assert "set_registered_model_alias" in trail and "erin" in trail
     dave.screenshot(path=str(tmp_path / "6-model-audit-trail.png"), full_page=True)
@@ -194,3 +214,70 @@ def test_a_hostile_model_name_is_inert_in_the_browser(
         assert hostile in page.locator("main").inner_text()
     page.screenshot(path=str(tmp_path / "hostile-name.png"), full_page=True)
     assert dialogs == []
+
+
+def test_one_comment_box_serves_reject_and_the_outcome_is_said_once(
+    gov: GovServer, browser: Any, tmp_path: Path
+) -> None:
+    name = "browser-reject"
+    version = register(gov, "alice", name)
+    created = gov.call(
+        "carol",
+        "POST",
+        "/requests",
+        expect=201,
+        json={"model": name, "version": version, "target": "@champion"},
+    )
+    dave = page_as(browser, "dave")
+    dave.goto(f"{gov.url}/governance/requests/{created['id']}")
+    assert dave.locator("form.vote").count() == 1
+    dave.locator("form.vote input[name=comment]").fill("latency too high")
+    dave.locator("form.vote button.reject").click()
+    dave.locator(".flash.ok").wait_for()
+    assert dave.locator(".flash.ok").inner_text() == f"Rejected request #{created['id']}."
+    outcome = dave.locator("p.outcome").inner_text()
+    assert outcome.startswith("Rejected by dave at ") and outcome.endswith(": latency too high.")
+    assert dave.locator("main").inner_text().count("Rejected by dave") == 1
+    dave.screenshot(path=str(tmp_path / "rejected.png"), full_page=True)
+    after = gov.call("dave", "GET", "/requests/{request_id}", request_id=created["id"])
+    assert after["state"] == "rejected"
+    assert [(r["approver"], r["comment"]) for r in after["rejections"]] == [
+        ("dave", "latency too high")
+    ]
+    assert after["approvals"] == []
+
+
+def test_the_state_filters_cover_every_state(gov: GovServer, browser: Any) -> None:
+    name = "browser-filters"
+    version = register(gov, "alice", name)
+    created = gov.call(
+        "carol",
+        "POST",
+        "/requests",
+        expect=201,
+        json={"model": name, "version": version, "target": "@champion"},
+    )
+    gov.call("carol", "POST", "/requests/{request_id}/cancel", request_id=created["id"], json={})
+    page = page_as(browser, "oscar")
+    page.goto(f"{gov.url}/governance/")
+    filters = page.locator("p.filters").locator("a, strong").all_inner_texts()
+    assert filters == [
+        "pending",
+        "approved",
+        "applied",
+        "rejected",
+        "cancelled",
+        "expired",
+        "superseded",
+        "all",
+    ]
+    assert page.locator(f"#request-{created['id']}").count() == 0
+    page.locator("p.filters a", has_text="cancelled").click()
+    page.wait_for_url(re.compile(r"state=cancelled"))
+    assert page.locator("p.filters strong").inner_text() == "cancelled"
+    assert "cancelled" in page.locator(f"#request-{created['id']}").inner_text()
+    for state in ("expired", "superseded"):
+        page.locator("p.filters a", has_text=state).click()
+        page.wait_for_url(re.compile(f"state={state}"))
+        assert page.locator("p.filters strong").inner_text() == state
+        assert page.locator(f"#request-{created['id']}").count() == 0
