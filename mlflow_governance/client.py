@@ -1,32 +1,31 @@
 """``GovernanceClient``: the Python API of the approval workflow, for notebooks and CI.
 
-Every method acts as the current identity (``MLFLOW_TRACKING_USERNAME`` or the OS login in
-local mode) and returns plain dictionaries in the shapes the CLI's ``--json`` and the REST
-API use. Errors are ``MlflowException`` with MLflow's error codes, as from ``MlflowClient``.
+It reaches the governance service as the command line does: the governance server when
+the URI is ``http(s)://…`` (remote mode, recommended: the server authenticates you with
+MLflow's client credentials), or the database for a ``governed+…`` registry URI (local
+mode: you act as ``MLFLOW_TRACKING_USERNAME`` or the OS login). Methods return plain
+dictionaries in the shapes of the CLI's ``--json`` and the REST API, the same in both
+modes. Errors are ``MlflowException`` with MLflow's error codes, as from ``MlflowClient``.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance.exceptions import Conflict, GovernanceError, InvalidRequest
-from mlflow_governance.identity import Identity, current_identity
-from mlflow_governance.mlflow_errors import to_mlflow
-from mlflow_governance.workflow.request_rows import Target
-from mlflow_governance.workflow.tables import APPLIED, APPROVED, OPEN_STATES
-
-T = TypeVar("T")
+from mlflow_governance.exceptions import GovernanceError
+from mlflow_governance.identity import Identity
 
 
 @contextmanager
 def _mlflow_errors() -> Iterator[None]:
+    from mlflow_governance.mlflow_errors import to_mlflow
+
     try:
         yield
     except GovernanceError as exc:
@@ -34,45 +33,55 @@ def _mlflow_errors() -> Iterator[None]:
 
 
 class GovernanceClient:
-    """Requests, approvals, checks, promotions, rollbacks and policies of a governed registry.
+    """Requests, approvals, checks, promotions, rollbacks, the audit log and the policy.
 
     Args:
-        registry_uri: A ``governed+…`` URI; defaults to MLflow's registry URI
-            (``MLFLOW_REGISTRY_URI`` or ``mlflow.set_registry_uri``).
-        identity: Act as this identity instead of resolving it per call.
+        registry_uri: A governance server (``http(s)://…``) or a governed registry
+            (``governed+…``). Defaults as the command line's: ``MLFLOW_REGISTRY_URI``, else
+            ``MLFLOW_TRACKING_URI`` when it names a server.
+        identity: Local mode only: act as this identity instead of resolving it per call.
+        tracking_uri: A governance server's URL (used when ``registry_uri`` is not given).
     """
 
-    def __init__(self, registry_uri: str | None = None, identity: Identity | None = None) -> None:
-        from mlflow.tracking._model_registry.utils import get_registry_uri
+    def __init__(
+        self,
+        registry_uri: str | None = None,
+        identity: Identity | None = None,
+        tracking_uri: str | None = None,
+    ) -> None:
+        from mlflow_governance.access import connect
 
-        from mlflow_governance.entry import build_store
-        from mlflow_governance.workflow.promotion import Workflow
-
-        uri = registry_uri or get_registry_uri()
-        self.store = build_store(uri)
-        self.workflow = Workflow(self.store)
-        self._identity = identity
-
-    def _who(self) -> Identity:
-        return self._identity or current_identity()
-
-    def _run(self, fn: Callable[[], T]) -> T:
         with _mlflow_errors():
-            return fn()
+            self._access = connect(registry_uri, tracking_uri, identity)
+            notice = self._access.notice()
+        if notice:
+            from mlflow_governance.exceptions import GovernanceWarning
 
-    def _may(self, identity: Identity, permission: str, model: str | None) -> bool:
-        from mlflow_governance.policy import Subject, authorize
+            warnings.warn(notice, GovernanceWarning, stacklevel=2)
 
-        subject = Subject(identity.user, identity.groups)
-        return not authorize(self.workflow.policy(), subject, permission, model).refused
+    @property
+    def remote(self) -> bool:
+        """Whether calls go to a governance server."""
+        return self._access.remote
 
-    def _require(self, identity: Identity, permission: str, model: str, action: str) -> None:
-        """Refuse (and audit the refusal) unless the policy grants ``permission`` on ``model``.
+    @property
+    def store(self) -> Any:
+        """Local mode: the governed store (for administration scripts).
 
-        Reading requests needs ``read`` on their model and the history needs ``audit:read``,
-        as through the governance server: the command line shows no more than the REST API.
+        Raises:
+            MlflowException: In remote mode, where there is no store here.
         """
-        self.store.require(identity, permission, model, action)
+        store = getattr(self._access, "store", None)
+        if store is None:
+            with _mlflow_errors():
+                from mlflow_governance.exceptions import InvalidRequest
+
+                raise InvalidRequest("A remote GovernanceClient has no store: it talks HTTP.")
+        return store
+
+    def _run(self, call: Callable[[], Any]) -> Any:
+        with _mlflow_errors():
+            return call()
 
     # ------------------------------------------------------------------ requests
 
@@ -87,55 +96,27 @@ class GovernanceClient:
             to: A stage (``Production``) or an alias (``@champion``).
             comment: Why.
         """
-        return self._run(
-            lambda: self.workflow.open_request(
-                self._who(), name, int(version), Target.parse(to), comment=comment
-            ).to_dict()
-        )
+        return self._run(lambda: self._access.open_request(name, int(version), to, comment))
 
     def approve(self, request_id: int, comment: str | None = None) -> dict[str, Any]:
         """Approve a request (the last approval applies it when the gate says automatic)."""
-        return self._run(
-            lambda: self.workflow.approve(self._who(), int(request_id), comment).to_dict()
-        )
+        return self._run(lambda: self._access.vote(int(request_id), "approve", comment))
 
     def reject(self, request_id: int, comment: str | None = None) -> dict[str, Any]:
         """Reject a request."""
-        return self._run(
-            lambda: self.workflow.reject(self._who(), int(request_id), comment).to_dict()
-        )
+        return self._run(lambda: self._access.vote(int(request_id), "reject", comment))
 
     def cancel(self, request_id: int, comment: str | None = None) -> dict[str, Any]:
         """Cancel an open request (its requester or a policy admin)."""
-        return self._run(
-            lambda: self.workflow.cancel(self._who(), int(request_id), comment).to_dict()
-        )
+        return self._run(lambda: self._access.vote(int(request_id), "cancel", comment))
 
     def get_request(self, request_id: int) -> dict[str, Any]:
         """One request (``read`` on its model needed)."""
-
-        def run() -> dict[str, Any]:
-            view = self.workflow.get(int(request_id))
-            self._require(self._who(), "read", view.model, "read_request")
-            return view.to_dict()
-
-        return self._run(run)
+        return self._run(lambda: self._access.get_request(int(request_id)))
 
     def requests(self, state: str | None = None, model: str | None = None) -> list[dict[str, Any]]:
         """Requests on models the caller may read, newest first, optionally filtered."""
-
-        def run() -> list[dict[str, Any]]:
-            identity = self._who()
-            readable: dict[str, bool] = {}
-            shown = []
-            for view in self.workflow.list(state=state, model=model):
-                if view.model not in readable:
-                    readable[view.model] = self._may(identity, "read", view.model)
-                if readable[view.model]:
-                    shown.append(view.to_dict())
-            return shown
-
-        return self._run(run)
+        return self._run(lambda: self._access.list_requests(state, model))
 
     # ------------------------------------------------------------------ gates and moves
 
@@ -146,24 +127,7 @@ class GovernanceClient:
             ``{"passed": bool, "gate": ..., "checks": [{"name", "passed", "expected",
             "actual"}, ...]}``.
         """
-
-        def run() -> dict[str, Any]:
-            who = self._who()
-            self._require(who, "read", name, "check_gate")
-            status = self.workflow.check(name, int(version), gate, actor=who.user)
-            checks = [
-                dict(c._asdict()) if hasattr(c, "_asdict") else dict(c.__dict__)
-                for c in status.checks
-            ]
-            return {
-                "model": name,
-                "version": int(version),
-                "gate": gate,
-                "passed": not status.failed_checks,
-                "checks": checks,
-            }
-
-        return self._run(run)
+        return self._run(lambda: self._access.check(name, int(version), gate))
 
     def promote(
         self,
@@ -175,73 +139,43 @@ class GovernanceClient:
         timeout: float = 600.0,
         poll_interval: float = 2.0,
         comment: str | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """Move a version to a stage or alias, through its gate.
 
         Without a gate the move is made at once (given the permission). Behind a gate, an
         approved request for exactly this move is applied; otherwise a request is opened
-        (or reused) and, with ``wait``, the call polls until it is applied, closed or the
-        timeout passes.
+        (or reused) and, with ``wait``, this call polls until it is applied, closed or the
+        timeout passes. The server never waits.
 
         Returns:
-            ``{"status": "applied"|"pending"|..., "request": {...} | None}``.
+            ``{"status": "applied"|"pending"|..., "request": {...} | None,
+            "review_request": {...} | None}``.
 
         Raises:
             MlflowException: Refused, or (with ``wait``) the request was closed or the
                 timeout passed (``RESOURCE_CONFLICT``).
         """
-        target = Target.parse(to)
-        identity = self._who()
+        from mlflow_governance.access.waiting import wait_for_promotion
 
-        def attempt() -> dict[str, Any]:
-            from mlflow_governance.policy import Subject, may_break_glass
-            from mlflow_governance.workflow.moves import Move
+        number = int(version)
 
-            policy = self.workflow.policy()
-            gates = self.workflow._gates(policy, name, target)
-            subject = Subject(identity.user, identity.groups)
-            if (
-                not gates
-                or all(gate.required_approvals() == 0 for gate in gates)
-                or all(may_break_glass(policy, gate, name, subject).granted for gate in gates)
-            ):
-                # Nothing to wait for (no gate, no approvals needed, or a break-glass role):
-                # the gate decides on the move itself, as for the stock client's call. An
-                # approved request for the move is applied there too.
-                self.store.governed_move(identity, Move(name, int(version), target))
-                return {"status": APPLIED, "request": None}
-            view = self.workflow.open_request(identity, name, int(version), target, comment=comment)
-            if view.state == APPROVED:
-                view = self.workflow.apply(identity, view.id)
-            return {"status": view.state, "request": view.to_dict()}
+        def run() -> Any:
+            result = self._access.promote(name, number, to, comment)
+            if not wait or result["status"] == "applied":
+                return result
+            return wait_for_promotion(
+                self._access,
+                result,
+                model=name,
+                version=number,
+                to=to,
+                timeout=timeout,
+                poll_interval=poll_interval,
+                progress=progress,
+            )
 
-        result = self._run(attempt)
-        deadline = time.monotonic() + timeout
-        while wait and result["status"] != APPLIED:
-            request = result["request"]
-            if request is None or request["state"] not in OPEN_STATES:
-                raise to_mlflow(
-                    Conflict(
-                        f"Request #{request['id'] if request else '?'} is "
-                        f"{request['state'] if request else 'gone'}; the promotion did not happen."
-                    )
-                )
-            if time.monotonic() >= deadline:
-                raise to_mlflow(
-                    Conflict(
-                        f"Timed out after {timeout:g}s waiting for request #{request['id']} "
-                        f"({request.get('needs') or request['state']})."
-                    )
-                )
-            time.sleep(poll_interval)
-            result = self._run(partial(self._poll, identity, int(request["id"])))
-        return result
-
-    def _poll(self, identity: Identity, request_id: int) -> dict[str, Any]:
-        view = self.workflow.get(request_id)
-        if view.state == APPROVED:
-            view = self.workflow.apply(identity, view.id)
-        return {"status": view.state, "request": view.to_dict()}
+        return self._run(run)
 
     def rollback(
         self,
@@ -254,59 +188,47 @@ class GovernanceClient:
         """Restore the version that held a stage or alias before its current holder.
 
         Returns:
-            ``{"status": "applied"|"requested", "version": V, "request": {...} | None}``.
+            ``{"status": "applied"|"requested", "version": V, "request": {...} | None,
+            "review_request": {...} | None}``.
         """
-        if (stage is None) == (alias is None):
-            raise to_mlflow(InvalidRequest("Give exactly one of stage or alias to roll back."))
-        target = Target.parse(stage) if stage is not None else Target("alias", str(alias))
-
-        def run() -> dict[str, Any]:
-            status, view, version = self.workflow.rollback(self._who(), name, target, comment)
-            return {
-                "status": status,
-                "model": name,
-                "target": str(target),
-                "version": version,
-                "request": view.to_dict() if view else None,
-            }
-
-        return self._run(run)
+        return self._run(lambda: self._access.rollback(name, stage, alias, comment))
 
     # ------------------------------------------------------------------ policy and audit
 
     def apply_policy(self, path: str | Path) -> dict[str, Any]:
         """Validate a policy file and make it the applied policy (needs ``policy:admin``)."""
         from mlflow_governance.policy import read_policy_file
-        from mlflow_governance.workflow.policies import apply_policy
 
-        def run() -> dict[str, Any]:
-            # The loader's size budget holds for the text that is stored, too.
-            text = read_policy_file(str(path))
-            return apply_policy(self.store, self._who(), text, str(path)).to_dict()
+        return self._run(lambda: self._access.policy_apply(read_policy_file(str(path)), str(path)))
 
-        return self._run(run)
+    def show_policy(self) -> dict[str, Any]:
+        """The policy in force and where it comes from (``source``)."""
+        return self._run(self._access.policy_show)
 
     def explain(
         self, user: str, model: str, groups: frozenset[str] = frozenset()
     ) -> dict[str, Any]:
         """What ``user`` may do on ``model`` and which rule grants it."""
-        from mlflow_governance.workflow.policies import explain
+        return self._run(lambda: self._access.policy_explain(user, model, frozenset(groups)))
 
-        return self._run(lambda: explain(self.store, user, model, groups))
-
-    def history(self, name: str) -> list[dict[str, Any]]:
+    def history(self, name: str, at: str | None = None) -> list[dict[str, Any]]:
         """Every stage and alias change of a model, oldest first (needs ``audit:read``)."""
-        from mlflow_governance.audit.query import history
+        return self._run(lambda: self._access.history(name, at))
 
-        def run() -> list[dict[str, Any]]:
-            self._require(self._who(), "audit:read", name, "read_history")
-            with self.store.engine.connect() as conn:
-                return [
-                    e.to_dict()
-                    for e in history(conn, name, workspace=self.store.active_workspace())
-                ]
+    def audit(self, **filters: Any) -> list[dict[str, Any]]:
+        """Audit rows (filters as ``audit list``: model, version, actor, action, ...)."""
+        return self._run(lambda: self._access.audit_list(filters))
 
-        return self._run(run)
+    def verify(self, checkpoint: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Verify the audit chain, against a checkpoint when given."""
+        import json
+
+        text = json.dumps(dict(checkpoint)) if checkpoint is not None else None
+        return self._run(lambda: self._access.audit_verify(text))
+
+    def whoami(self) -> dict[str, Any]:
+        """Who the calls are recorded as (remotely: as the server authenticated you)."""
+        return self._run(self._access.whoami)
 
 
 __all__ = ["GovernanceClient", "MlflowException"]

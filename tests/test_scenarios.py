@@ -171,8 +171,10 @@ class Scenario:
         result = self.cli(user, *args, "--json")
         if result.exit_code == 0:
             return Outcome(True, data=json.loads(result.stdout))
-        if result.exit_code == 3:  # promote: not applied, a request is waiting
+        if result.exit_code == 3:  # promote or rollback: not applied, a request is waiting
             data = json.loads(result.stdout)
+            if data.get("status") == "requested":  # a rollback asked for, as it should be
+                return Outcome(True, data=data)
             return Outcome(False, "PENDING", data["request"].get("needs") or "", data)
         text = result.stderr.strip()
         message = text[len("Error: ") :] if text.startswith("Error: ") else text

@@ -1,16 +1,18 @@
-"""The ``mlflow-governance`` command line.
+"""The ``mlflow-governance`` command line: an adapter over the governance service.
 
-Commands are kept apart from the core: each module here parses options, calls the core and
-prints. Shared options are defined once in :mod:`mlflow_governance.cli._common`.
+Each command parses its options, calls one action through
+:func:`mlflow_governance.access.connect` (the governance server in remote mode, the
+database in local mode) and prints what comes back. Shared options and output live in
+:mod:`mlflow_governance.cli._common`.
 """
 
 from __future__ import annotations
 
 import click
 
-from mlflow_governance.cli._common import emit, json_option, open_store, registry_option
+from mlflow_governance.cli._common import connect, connection_options, emit, json_option, local_only
 from mlflow_governance.cli.audit import audit, history
-from mlflow_governance.cli.workflow import COMMANDS
+from mlflow_governance.cli.workflow import _commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,32 +20,39 @@ from mlflow_governance.cli.workflow import COMMANDS
 def main() -> None:
     """Govern an MLflow model registry: policies, approvals and a tamper-evident audit log.
 
-    The registry comes from --registry-uri or MLFLOW_REGISTRY_URI, e.g.
-    governed+sqlite:///registry.db.
+    Remote mode (recommended): --tracking-uri or MLFLOW_TRACKING_URI names the governance
+    server (http(s)://…), which authenticates you with MLflow's client credentials
+    (MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN). Local mode, for
+    administrators: --registry-uri or MLFLOW_REGISTRY_URI names the database
+    (governed+sqlite:///registry.db, ...).
     """
 
 
 @main.group()
 def db() -> None:
-    """Create or migrate the plugin's tables."""
+    """Create or migrate the plugin's tables (local mode)."""
 
 
 @db.command("upgrade")
-@registry_option
+@connection_options
 @json_option
-def db_upgrade(registry_uri: str, as_json: bool) -> None:
+def db_upgrade(registry_uri: str | None, tracking_uri: str | None, as_json: bool) -> None:
     """Create MLflow's registry tables and the governance tables, or migrate them."""
     from mlflow_governance import db as schema
+    from mlflow_governance.access import LocalAccess
 
-    store = open_store(registry_uri)
-    schema.upgrade(store.engine)
-    if schema.restore_chain_head(store.engine):
+    access = connect(registry_uri, tracking_uri)
+    local_only(access, "db upgrade")
+    assert isinstance(access, LocalAccess)
+    engine = access.store.engine
+    schema.upgrade(engine)
+    if schema.restore_chain_head(engine):
         click.echo(
             "Warning: the audit chain head was missing and has been restored from the newest "
             "audit row; check 'audit verify --checkpoint FILE' against your last checkpoint.",
             err=True,
         )
-    with store.engine.connect() as connection:
+    with engine.connect() as connection:
         revision = schema.current_revision(connection)
     emit(
         {"revision": revision, "version_table": schema.VERSION_TABLE},
@@ -53,25 +62,54 @@ def db_upgrade(registry_uri: str, as_json: bool) -> None:
 
 
 @main.command()
+@connection_options
 @json_option
-def whoami(as_json: bool) -> None:
-    """Show who the plugin will record as the actor of your calls, and how it knows."""
+def whoami(registry_uri: str | None, tracking_uri: str | None, as_json: bool) -> None:
+    """Show who your calls are recorded as, how that is known, and where they go."""
+    from mlflow_governance.access import resolve_uri
+    from mlflow_governance.cli._common import errors
+    from mlflow_governance.exceptions import ConfigurationError
     from mlflow_governance.identity import current_identity
 
-    ident = current_identity()
-    data = {"user": ident.user, "identity_source": ident.source, "groups": sorted(ident.groups)}
-    note = ""
-    if ident.source == "asserted":
+    try:
+        resolve_uri(registry_uri, tracking_uri)
+    except ConfigurationError as exc:
+        # Nowhere to ask: say what this process would assert, and how to reach a registry.
+        ident = current_identity()
+        data = {"user": ident.user, "groups": sorted(ident.groups)}
+        data["identity_source"] = ident.source
         note = (
             "\n(asserted: taken from MLFLOW_TRACKING_USERNAME or the OS login; anyone with "
-            "database access can claim any name. Use the governance server to enforce.)"
+            "database access can claim any name. Use the governance server to be authenticated.)"
         )
-    emit(data, as_json, text=f"{ident.user} (identity source: {ident.source}){note}")
+        emit(data, as_json, text=f"{ident.user} (identity source: {ident.source}){note}\n{exc}")
+        return
+    access = connect(registry_uri, tracking_uri)
+    with errors():
+        data = access.whoami()
+    groups = ", ".join(data.get("groups") or []) or "none"
+    if access.remote:
+        text = (
+            f"{data['user']} (identity source: {data['identity_source']}), groups: {groups}, "
+            f"on the governance server {access.where}"
+        )
+    else:
+        text = (
+            f"{data['user']} (identity source: {data['identity_source']}), groups: {groups}, "
+            f"on the database {access.where}"
+        )
+        if data["identity_source"] == "asserted":
+            text += (
+                "\n(asserted: taken from MLFLOW_TRACKING_USERNAME or the OS login; anyone "
+                "with database access can claim any name. Use the governance server "
+                "(--tracking-uri http://…) to be authenticated.)"
+            )
+    emit(data, as_json, text=text)
 
 
 main.add_command(audit)
 main.add_command(history)
-for _command in COMMANDS:
+for _command in _commands():
     main.add_command(_command)
 
 __all__ = ["main"]

@@ -1,30 +1,41 @@
-"""Options, store access and output shared by every command."""
+"""Options, the connection to the governance service, errors and output of every command."""
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import sys
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 if TYPE_CHECKING:
-    from mlflow_governance.store import GovernedStore
+    from mlflow_governance.access import Access
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: Exit codes (docs/cli.md lists them).
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_PENDING = 3
+EXIT_TIMEOUT = 4
+EXIT_UNREACHABLE = 5
 
-def registry_option(func: F) -> F:
-    """``--registry-uri``, defaulting to ``MLFLOW_REGISTRY_URI``."""
+
+def connection_options(func: F) -> F:
+    """``--registry-uri`` (local mode) and ``--tracking-uri`` (the governance server)."""
+    func = click.option(
+        "--tracking-uri",
+        metavar="URL",
+        help="The governance server, e.g. http://mlflow.example:5000 (recommended) "
+        "[env: MLFLOW_TRACKING_URI].",
+    )(func)
     return click.option(
         "--registry-uri",
-        envvar="MLFLOW_REGISTRY_URI",
-        required=True,
         metavar="URI",
-        help="Governed registry URI, e.g. governed+sqlite:///registry.db "
+        help="Local mode: a governed registry, e.g. governed+sqlite:///registry.db "
         "[env: MLFLOW_REGISTRY_URI].",
     )(func)
 
@@ -36,31 +47,82 @@ def json_option(func: F) -> F:
     )
 
 
-def open_store(registry_uri: str) -> GovernedStore:
-    """Build the governed store for a URI, turning configuration errors into CLI errors."""
+def error_line(message: str) -> None:
+    """Print ``Error: message`` to standard error, in red on a terminal."""
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    console.print(Text(f"Error: {message}", style="bold red"))
+
+
+@contextmanager
+def errors(code: int = EXIT_FAILED) -> Iterator[None]:
+    """Print plugin errors as one line and exit with their code.
+
+    A server that cannot be reached exits with its own code (5), a wait that ran out of
+    time with 4, everything else with ``code``.
+    """
     from mlflow.exceptions import MlflowException
 
-    from mlflow_governance.entry import build_store
+    from mlflow_governance.exceptions import GovernanceError, TimedOut, Unreachable
 
     try:
-        return build_store(registry_uri, os.environ.get("MLFLOW_TRACKING_URI"))
-    except MlflowException as exc:
-        raise click.ClickException(exc.message) from None
+        yield
+    except Unreachable as exc:
+        error_line(exc.message)
+        sys.exit(EXIT_UNREACHABLE)
+    except TimedOut as exc:
+        error_line(exc.message)
+        sys.exit(EXIT_TIMEOUT)
+    except (GovernanceError, MlflowException) as exc:
+        error_line(exc.message)
+        sys.exit(code)
 
 
-def parse_time(value: str | None, flag: str) -> datetime | None:
-    """Parse an ISO-8601 time (``Z`` or an offset allowed; naive means UTC)."""
+def connect(registry_uri: str | None, tracking_uri: str | None, code: int = 1) -> Access:
+    """Reach the governance service the options (or environment) name.
+
+    In local mode a warning of this process (a policy file that differs from the applied
+    policy) is printed once, to standard error.
+    """
+    from mlflow_governance.access import connect as open_access
+    from mlflow_governance.access import resolve_uri
+
+    with errors(EXIT_USAGE):  # nothing configured, or a URI of neither kind
+        resolve_uri(registry_uri, tracking_uri)
+    with errors(code):
+        access = open_access(registry_uri, tracking_uri)
+        notice = access.notice()
+    if notice:
+        click.echo(f"Warning: {notice}", err=True)
+    return access
+
+
+def local_only(access: Access, command: str) -> None:
+    """Refuse a command that works on the database itself when the URI is a server."""
+    if access.remote:
+        error_line(
+            f"'{command}' works on the database itself: run it where the database is "
+            "reachable, with --registry-uri governed+<database URL>."
+        )
+        sys.exit(EXIT_USAGE)
+
+
+def parse_time(value: str | None, flag: str) -> str | None:
+    """Check an ISO-8601 time early (the service parses it again); return it as given."""
     from mlflow_governance.audit.chain import parse_time as parse_iso
 
     if value is None:
         return None
     try:
-        return parse_iso(value)
-    except ValueError:
+        parse_iso(value)
+    except (ValueError, OverflowError):
         raise click.BadParameter(
             f"{value!r} is not an ISO-8601 time; e.g. 2026-11-01T12:00:00Z or 2026-11-01",
             param_hint=flag,
         ) from None
+    return value
 
 
 def emit(data: Any, as_json: bool, *, text: str | None = None) -> None:
@@ -72,26 +134,30 @@ def emit(data: Any, as_json: bool, *, text: str | None = None) -> None:
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    """Render rows as a plain fixed-width table."""
+    """Render rows as a table; long cells wrap to the terminal's width, never cut.
+
+    Off a terminal (a pipe, a CI log), every row stays on one line.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
     if not rows:
         return "(no rows)"
-    cells = [[_cell(row.get(col)) for col in columns] for row in rows]
-    widths = [max(len(col), *(len(r[i]) for r in cells)) for i, col in enumerate(columns)]
-    lines = ["  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True))]
-    lines.extend(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
-    )
-    return "\n".join(lines)
+    grid = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+    for column in columns:
+        grid.add_column(column.upper(), overflow="fold")
+    for row in rows:
+        grid.add_row(*(_cell(row.get(column)) for column in columns))
+    buffer = io.StringIO()
+    terminal = sys.stdout.isatty()
+    width = None if terminal else 100_000
+    Console(
+        file=buffer, width=width, color_system=None, highlight=False, soft_wrap=not terminal
+    ).print(grid)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().rstrip("\n").splitlines())
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def fail(message: str, code: int = 1) -> None:
-    """Print to stderr and exit with ``code``."""
-    click.echo(message, err=True)
-    sys.exit(code)
+    return value if isinstance(value, str) else json.dumps(value, default=str)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,18 +11,21 @@ from typing import Any, TypeVar
 import click
 
 from mlflow_governance.cli._common import (
+    EXIT_FAILED,
+    connect,
+    connection_options,
     emit,
-    fail,
+    errors,
     json_option,
-    open_store,
     parse_time,
-    registry_option,
     table,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _LIST_COLUMNS = ("id", "time", "actor", "action", "model", "version", "decision", "reason")
+_HISTORY_COLUMNS = ("time", "actor", "kind", "name", "version", "before", "after", "action")
+_FILTERS = ("model", "version", "actor", "action", "decision", "since", "until")
 
 
 def _filter_options(func: F) -> F:
@@ -42,48 +44,41 @@ def _filter_options(func: F) -> F:
     return func
 
 
-def _make_filter(kwargs: dict[str, Any], limit: int | None, newest_first: bool) -> Any:
-    from mlflow_governance.audit.query import AuditFilter
-
-    return AuditFilter(
-        model=kwargs["model"],
-        version=kwargs["version"],
-        actor=kwargs["actor"],
-        action=kwargs["action"],
-        decision=kwargs["decision"],
-        since=parse_time(kwargs["since"], "--since"),
-        until=parse_time(kwargs["until"], "--until"),
-        limit=limit,
-        newest_first=newest_first,
-    )
+def _filters(kwargs: dict[str, Any]) -> dict[str, Any]:
+    args = {name: kwargs[name] for name in _FILTERS}
+    args["since"] = parse_time(args["since"], "--since")
+    args["until"] = parse_time(args["until"], "--until")
+    return args
 
 
 @click.group()
 def audit() -> None:
-    """Read, export and verify the audit log."""
+    """Read, export and verify the audit log (needs audit:read)."""
 
 
 @audit.command("list")
-@registry_option
+@connection_options
 @_filter_options
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--newest-first", is_flag=True, help="Newest rows first.")
 @json_option
 def audit_list(
-    registry_uri: str, limit: int, newest_first: bool, as_json: bool, **kwargs: Any
+    registry_uri: str | None,
+    tracking_uri: str | None,
+    limit: int,
+    newest_first: bool,
+    as_json: bool,
+    **kwargs: Any,
 ) -> None:
     """List audit rows: who registered, moved, tagged or deleted what, and when."""
-    from mlflow_governance.audit.query import list_rows
-
-    store = open_store(registry_uri)
-    _require_audit_read(store, kwargs["model"], "read_audit")
-    with store.engine.connect() as connection:
-        rows = list_rows(connection, _make_filter(kwargs, limit, newest_first))
+    access = connect(registry_uri, tracking_uri)
+    with errors():
+        rows = access.audit_list({**_filters(kwargs), "limit": limit, "newest_first": newest_first})
     emit(rows, as_json, text=table(rows, _LIST_COLUMNS))
 
 
 @audit.command("export")
-@registry_option
+@connection_options
 @_filter_options
 @click.option(
     "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
@@ -95,37 +90,23 @@ def audit_list(
     metavar="PATH|s3://BUCKET/KEY",
     help="Where to write; '-' for standard output.",
 )
-def audit_export(registry_uri: str, fmt: str, destination: str, **kwargs: Any) -> None:
+def audit_export(
+    registry_uri: str | None,
+    tracking_uri: str | None,
+    fmt: str,
+    destination: str,
+    **kwargs: Any,
+) -> None:
     """Export audit rows (all columns, hashes included) as JSON Lines or CSV."""
-    from mlflow_governance.audit.query import COLUMNS, list_rows
+    from mlflow_governance.application import export_text
 
-    store = open_store(registry_uri)
-    _require_audit_read(store, kwargs["model"], "export_audit")
-    with store.engine.connect() as connection:
-        rows = list_rows(connection, _make_filter(kwargs, None, False))
-    buffer = io.StringIO()
-    if fmt == "jsonl":
-        for row in rows:
-            buffer.write(json.dumps(row, sort_keys=True, default=str) + "\n")
-    else:
-        writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "details": json.dumps(row["details"], sort_keys=True)})
-    _write(destination, buffer.getvalue())
+    access = connect(registry_uri, tracking_uri)
+    with errors():
+        rows = access.audit_export(_filters(kwargs))
+        text = export_text(rows, fmt)
+    _write(destination, text)
     if destination != "-":
         click.echo(f"Exported {len(rows)} rows to {destination}.", err=True)
-
-
-def _require_audit_read(store: Any, model: str | None, action: str) -> None:
-    """The command line shows no more than the REST API: audit rows need ``audit:read``."""
-    from mlflow_governance.exceptions import GovernanceError
-    from mlflow_governance.identity import current_identity
-
-    try:
-        store.require(current_identity(), "audit:read", model, action)
-    except GovernanceError as exc:
-        raise click.ClickException(exc.message) from None
 
 
 def _write(destination: str, text: str) -> None:
@@ -147,7 +128,7 @@ def _write(destination: str, text: str) -> None:
 
 
 @audit.command("verify")
-@registry_option
+@connection_options
 @click.option(
     "--checkpoint",
     "checkpoint_file",
@@ -155,43 +136,32 @@ def _write(destination: str, text: str) -> None:
     help="Also check that nothing was cut off or rewritten since this checkpoint.",
 )
 @json_option
-def audit_verify(registry_uri: str, checkpoint_file: str | None, as_json: bool) -> None:
+def audit_verify(
+    registry_uri: str | None,
+    tracking_uri: str | None,
+    checkpoint_file: str | None,
+    as_json: bool,
+) -> None:
     """Check the hash chain; exit 0 with the row count, or 1 naming the first broken row."""
-    from mlflow_governance.audit.query import Checkpoint, verify
-    from mlflow_governance.exceptions import InvalidRequest
-
-    checkpoint = None
-    if checkpoint_file:
-        try:
-            checkpoint = Checkpoint.from_json(Path(checkpoint_file).read_text(), checkpoint_file)
-        except InvalidRequest as exc:
-            raise click.ClickException(exc.message) from None
-    store = open_store(registry_uri)
-    with store.engine.connect() as connection:
-        result = verify(connection, checkpoint)
-    data = {
-        "ok": result.ok,
-        "rows": result.rows,
-        "head_id": result.head_id,
-        "head_hash": result.head_hash,
-        "broken_id": result.broken_id,
-        "problem": result.problem,
-    }
-    if result.ok:
-        suffix = f", consistent with checkpoint {checkpoint_file}" if checkpoint else ""
+    checkpoint = Path(checkpoint_file).read_text(encoding="utf-8") if checkpoint_file else None
+    access = connect(registry_uri, tracking_uri)
+    with errors():
+        data = access.audit_verify(checkpoint)
+    if data["ok"]:
+        suffix = f", consistent with checkpoint {checkpoint_file}" if checkpoint_file else ""
         emit(
             data,
             as_json,
-            text=f"OK: {result.rows} audit rows, chain intact{suffix} "
-            f"(head {result.head_hash[:16]}).",
+            text=f"OK: {data['rows']} audit rows, chain intact{suffix} "
+            f"(head {(data['head_hash'] or '')[:16]}).",
         )
         return
-    emit(data, as_json, text=f"BROKEN at row {result.broken_id}: {result.problem}")
-    raise SystemExit(1)
+    emit(data, as_json, text=f"BROKEN at row {data['broken_id']}: {data['problem']}")
+    sys.exit(EXIT_FAILED)
 
 
 @audit.command("checkpoint")
-@registry_option
+@connection_options
 @click.option(
     "--to",
     "destination",
@@ -200,53 +170,52 @@ def audit_verify(registry_uri: str, checkpoint_file: str | None, as_json: bool) 
     help="File to write the chain head to; keep it outside the database.",
 )
 @json_option
-def audit_checkpoint(registry_uri: str, destination: str, as_json: bool) -> None:
+def audit_checkpoint(
+    registry_uri: str | None, tracking_uri: str | None, destination: str, as_json: bool
+) -> None:
     """Write the chain head (row count and hash) so later truncation can be detected."""
-    from mlflow_governance.audit.query import make_checkpoint
-
-    store = open_store(registry_uri)
-    with store.engine.connect() as connection:
-        checkpoint, result = make_checkpoint(connection)
-    if not result.ok:
-        fail(f"Refusing to checkpoint a broken chain: row {result.broken_id}: {result.problem}")
-    Path(destination).write_text(checkpoint.to_json(), encoding="utf-8")
+    access = connect(registry_uri, tracking_uri)
+    with errors():
+        data = access.audit_checkpoint()
+    Path(destination).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", "utf-8")
     emit(
-        json.loads(checkpoint.to_json()),
+        data,
         as_json,
-        text=f"Checkpoint of {checkpoint.rows} rows (head {checkpoint.head_hash[:16]}) "
+        text=f"Checkpoint of {data['rows']} rows (head {data['head_hash'][:16]}) "
         f"written to {destination}.",
     )
 
 
+def _stage_text(row: dict[str, Any]) -> dict[str, Any]:
+    """A history row for the table: MLflow's stage "None" reads as no stage."""
+    if row.get("kind") != "stage":
+        return row
+    shown = dict(row)
+    for key in ("before", "after"):
+        if shown.get(key) == "None":
+            shown[key] = "(no stage)"
+    return shown
+
+
 @click.command()
-@registry_option
+@connection_options
 @click.argument("name")
 @click.option("--at", "at", metavar="TIME", help="Show who held each stage and alias then.")
 @json_option
-def history(registry_uri: str, name: str, at: str | None, as_json: bool) -> None:
+def history(
+    registry_uri: str | None, tracking_uri: str | None, name: str, at: str | None, as_json: bool
+) -> None:
     """Who held which stage and alias of model NAME, and when (from the audit log)."""
-    from mlflow_governance.audit.query import history as load_history
-    from mlflow_governance.audit.query import holders_at
-
     when = parse_time(at, "--at")
-    store = open_store(registry_uri)
-    _require_audit_read(store, name, "read_history")
-    with store.engine.connect() as connection:
-        events = load_history(connection, name, when)
+    access = connect(registry_uri, tracking_uri)
+    with errors():
+        rows = access.history(name, when)
     if when is None:
-        rows = [e.to_dict() for e in events]
-        emit(
-            rows,
-            as_json,
-            text=table(
-                rows, ("time", "actor", "kind", "name", "version", "before", "after", "action")
-            ),
-        )
+        emit(rows, as_json, text=table([_stage_text(r) for r in rows], _HISTORY_COLUMNS))
         return
-    holders = [h.__dict__ for h in holders_at(events)]
     emit(
-        holders,
+        rows,
         as_json,
         text=f"{name} at {at}:\n"
-        + table(holders, ("kind", "name", "version", "since", "actor", "request_id")),
+        + table(rows, ("kind", "name", "version", "since", "actor", "request_id")),
     )

@@ -1,8 +1,11 @@
-"""The governance REST API under ``/api/2.0/mlflow-governance/``.
+"""The governance REST API under ``/api/2.0/mlflow-governance/``: an adapter over the service.
 
-Shapes are the CLI's ``--json`` shapes (a JSON array for lists, an object for one item);
-errors are MLflow's (``{"error_code", "message"}`` with its HTTP status). The routes are
-described by ``openapi.json``, built from :mod:`mlflow_governance.server.openapi`.
+Each route parses its input, calls one method of
+:class:`~mlflow_governance.application.GovernanceService` as the authenticated caller and
+sends back what it returns. Shapes are the CLI's ``--json`` shapes (a JSON array for lists,
+an object for one item); errors are MLflow's (``{"error_code", "message"}`` with its HTTP
+status). The routes are described by ``openapi.json``
+(:mod:`mlflow_governance.server.openapi`).
 """
 
 from __future__ import annotations
@@ -15,12 +18,11 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, request
 from mlflow.exceptions import MlflowException
 
+from mlflow_governance.application import GovernanceService, export_text
 from mlflow_governance.exceptions import GovernanceError, InvalidRequest
-from mlflow_governance.identity import current_identity
+from mlflow_governance.identity import Identity, current_identity
 from mlflow_governance.server._http import exception_response
-from mlflow_governance.server.bounds import parse_id
 from mlflow_governance.server.extension import governance
-from mlflow_governance.server.service import Service
 
 blueprint = Blueprint("mlflow_governance_api", __name__)
 
@@ -31,8 +33,14 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(json.dumps(data, default=str), status=status, mimetype="application/json")
 
 
-def _service() -> Service:
-    return Service(governance(), current_identity())
+def service() -> GovernanceService:
+    """The application service on this server's governed store."""
+    ext = governance()
+    return GovernanceService(ext.store(), ext.workflow())
+
+
+def _me() -> Identity:
+    return current_identity()
 
 
 def _body() -> dict[str, Any]:
@@ -58,12 +66,15 @@ def _mlflow_errors(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# ---------------------------------------------------------------------- requests
+
+
 @blueprint.get("/requests")
 @_mlflow_errors
 def list_requests() -> Response:
     """Promotion requests, newest first; ``?state=`` and ``?model=`` filter."""
-    views = _service().requests(request.args.get("state"), request.args.get("model"))
-    return _json([view.to_dict() for view in views])
+    args = request.args
+    return _json(service().list_requests(_me(), args.get("state"), args.get("model")))
 
 
 @blueprint.post("/requests")
@@ -71,57 +82,149 @@ def list_requests() -> Response:
 def create_request() -> Response:
     """Open (or reuse) a request: ``{"model", "version", "target", "comment"}``."""
     body = _body()
-    view = _service().open_request(
-        body.get("model"), body.get("version"), body.get("target"), body.get("comment")
+    data = service().open_request(
+        _me(), body.get("model"), body.get("version"), body.get("target"), body.get("comment")
     )
-    return _json(view.to_dict(), status=201)
+    return _json(data, status=201)
 
 
-# Ids are taken as text and bounded by parse_id: Flask's int converter accepts any number
-# of digits, and a number no column holds would reach the database (HTTP 500).
+# Ids are taken as text and bounded by the service: Flask's int converter accepts any
+# number of digits, and a number no column holds would reach the database (HTTP 500).
 @blueprint.get("/requests/<request_id>")
 @_mlflow_errors
 def get_request(request_id: str) -> Response:
     """One request with its approvals and what its gate still needs."""
-    return _json(_service().request(parse_id(request_id, "request_id")).to_dict())
+    return _json(service().get_request(_me(), request_id))
 
 
 @blueprint.post("/requests/<request_id>/<any(approve, reject, cancel):action>")
 @_mlflow_errors
 def vote(request_id: str, action: str) -> Response:
     """Approve, reject or cancel a request: ``{"comment"}``."""
-    number = parse_id(request_id, "request_id")
+    return _json(service().vote(_me(), request_id, action, _body().get("comment")))
+
+
+# ---------------------------------------------------------------------- moves
+
+
+@blueprint.get("/check")
+@_mlflow_errors
+def check() -> Response:
+    """A gate's checks on a version: ``?model=&version=&gate=``."""
+    args = request.args
+    return _json(service().check(_me(), args.get("model"), args.get("version"), args.get("gate")))
+
+
+@blueprint.post("/promote")
+@_mlflow_errors
+def promote() -> Response:
+    """Apply a move, or open (or reuse) its request: ``{"model", "version", "to", "comment"}``.
+
+    Never waits: a caller that wants to wait polls the request.
+    """
     body = _body()
-    view = _service().vote(number, action, body.get("comment"))
-    return _json(view.to_dict())
+    data = service().promote(
+        _me(), body.get("model"), body.get("version"), body.get("to"), body.get("comment")
+    )
+    return _json(data)
+
+
+@blueprint.post("/rollback")
+@_mlflow_errors
+def rollback() -> Response:
+    """Restore the previous holder: ``{"model", "stage"|"alias", "comment"}``."""
+    body = _body()
+    data = service().rollback(
+        _me(), body.get("model"), body.get("stage"), body.get("alias"), body.get("comment")
+    )
+    return _json(data)
+
+
+# ---------------------------------------------------------------------- audit
 
 
 @blueprint.get("/audit")
 @_mlflow_errors
 def audit() -> Response:
     """Audit rows, filtered like ``mlflow-governance audit list`` (needs ``audit:read``)."""
-    return _json(_service().audit(request.args.to_dict()))
+    return _json(service().audit_list(_me(), request.args.to_dict()))
+
+
+@blueprint.get("/audit/export")
+@_mlflow_errors
+def audit_export() -> Response:
+    """Every matching audit row; ``?format=jsonl|csv`` gives the export file's text."""
+    args = request.args.to_dict()
+    fmt = args.pop("format", None)
+    rows = service().audit_export(_me(), args)
+    if not fmt:
+        return _json(rows)
+    mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    return Response(export_text(rows, fmt), mimetype=mimetype)
+
+
+@blueprint.post("/audit/verify")
+@_mlflow_errors
+def audit_verify() -> Response:
+    """Verify the hash chain, against ``{"checkpoint": {...}}`` when given."""
+    return _json(service().audit_verify(_me(), _body().get("checkpoint")))
+
+
+@blueprint.post("/audit/checkpoint")
+@_mlflow_errors
+def audit_checkpoint() -> Response:
+    """The chain head (row count and hash) to keep outside the database."""
+    return _json(service().audit_checkpoint(_me()))
 
 
 @blueprint.get("/history")
 @_mlflow_errors
 def history() -> Response:
     """Stage and alias history of ``?model=``, or its holders ``?at=`` a time."""
-    return _json(_service().history(request.args.get("model"), request.args.get("at")))
+    return _json(service().history(_me(), request.args.get("model"), request.args.get("at")))
+
+
+# ---------------------------------------------------------------------- policy and identity
 
 
 @blueprint.get("/policy")
 @_mlflow_errors
 def policy() -> Response:
     """The policy in force and where it comes from."""
-    return _json(_service().policy_document())
+    return _json(service().policy_show(_me()))
+
+
+@blueprint.post("/policy")
+@_mlflow_errors
+def policy_apply() -> Response:
+    """Apply a policy: ``{"policy": YAML text, "source": file name}`` (needs policy:admin)."""
+    body = _body()
+    return _json(service().policy_apply(_me(), body.get("policy"), body.get("source")))
+
+
+@blueprint.get("/policy/explain")
+@_mlflow_errors
+def policy_explain() -> Response:
+    """What ``?user=`` may do on ``?model=`` (``?group=`` repeated for proxy groups)."""
+    args = request.args
+    data = service().policy_explain(
+        _me(), args.get("user"), args.get("model"), args.getlist("group")
+    )
+    return _json(data)
 
 
 @blueprint.get("/whoami")
 @_mlflow_errors
 def whoami() -> Response:
     """The authenticated caller."""
-    return _json(_service().whoami())
+    me = _me()
+    data = service().whoami(me)
+    data.update(
+        auth=governance().auth_mode,
+        client_address=me.client_address,
+        user_agent=me.user_agent,
+    )
+    return _json(data)
 
 
 @blueprint.get("/openapi.json")

@@ -23,59 +23,23 @@ from collections.abc import Iterator
 from typing import Any
 
 from mlflow_governance.exceptions import InvalidRequest
+from mlflow_governance.inputs import (
+    INTEGER_TEXT,
+    MAX_DIGITS,
+    MAX_INT64,
+    MAX_VERSION,
+    parse_id,
+    parse_int,
+    shown,
+)
 
-#: The largest model version MLflow's ``model_versions.version`` column holds.
-MAX_VERSION = 2**31 - 1
-#: The largest value of a signed 64-bit column (request ids, offsets, timestamps).
-MAX_INT64 = 2**63 - 1
-
-_INTEGER_TEXT = re.compile(r"[+-]?\d+")
 #: Unquoted numbers in a search filter (quoted strings are removed before matching).
 _FILTER_NUMBER = re.compile(r"(?<![\w.])[+-]?\d+(?![\w.])")
 _FILTER_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`")
-#: Longer than any 64-bit number: refused before ``int()`` spends time on it.
-_MAX_DIGITS = 40
 
 #: Registry routes whose ``version`` names an existing model version.
 _VERSION_PARAM = "version"
 _SEARCH_ENDPOINTS = frozenset({"_search_model_versions", "_search_registered_models"})
-
-
-def parse_int(
-    value: Any,
-    name: str,
-    *,
-    minimum: int | None = None,
-    maximum: int = MAX_INT64,
-) -> int:
-    """An integer parameter: a JSON integer, an integral JSON number or a decimal string.
-
-    Args:
-        value: What the caller sent.
-        name: The parameter's name, for the message.
-        minimum: The smallest value accepted (none by default).
-        maximum: The largest value accepted (a signed 64-bit column's by default).
-
-    Returns:
-        The integer.
-
-    Raises:
-        InvalidRequest: Not an integer, or outside ``[minimum, maximum]``.
-    """
-    number = _as_int(value)
-    if number is None:
-        raise InvalidRequest(f"{name} must be an integer, got {_shown(value)}.")
-    low = minimum if minimum is not None else -maximum - 1
-    if not low <= number <= maximum:
-        raise InvalidRequest(
-            f"{name} must be an integer from {low} to {maximum}, got {_shown(value)}."
-        )
-    return number
-
-
-def parse_id(value: Any, name: str, *, maximum: int = MAX_INT64) -> int:
-    """A positive id (a request id from a URL path, a version from a body)."""
-    return parse_int(value, name, minimum=1, maximum=maximum)
 
 
 def registry_problem(endpoint: str | None, args: Any, body: Any) -> str | None:
@@ -106,7 +70,7 @@ def registry_problem(endpoint: str | None, args: Any, body: Any) -> str | None:
 def _version_problem(raw: Any) -> str | None:
     if raw is None or isinstance(raw, bool):
         return None
-    if isinstance(raw, str) and not _INTEGER_TEXT.fullmatch(raw.strip()):
+    if isinstance(raw, str) and not INTEGER_TEXT.fullmatch(raw.strip()):
         return None  # not a number: MLflow's own validation answers
     if not isinstance(raw, str | int | float):
         return None
@@ -121,9 +85,9 @@ def _filter_problem(raw: Any) -> str | None:
     if not isinstance(raw, str):
         return None
     for token in _numbers_outside_quotes(raw):
-        if len(token.lstrip("+-")) > _MAX_DIGITS or abs(int(token)) > MAX_INT64:
+        if len(token.lstrip("+-")) > MAX_DIGITS or abs(int(token)) > MAX_INT64:
             return (
-                f"filter: the number {_shown(token)} does not fit a 64-bit integer "
+                f"filter: the number {shown(token)} does not fit a 64-bit integer "
                 f"(at most {MAX_INT64})."
             )
     return None
@@ -152,29 +116,3 @@ def _page_token_problem(raw: Any) -> str | None:
     except InvalidRequest:
         return "Invalid page token: its offset is not a position in the results."
     return None
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None  # JSON true/false are not numbers, though Python says they are
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        # inf and nan fail is_integer(); 1e300 passes and is refused by the bound.
-        return int(value) if value.is_integer() else None
-    if isinstance(value, str):
-        text = value.strip()
-        if not _INTEGER_TEXT.fullmatch(text):
-            return None
-        if len(text.lstrip("+-")) > _MAX_DIGITS:
-            # Out of every bound; not converted (int() of thousands of digits is refused
-            # by Python itself, and slow below that limit).
-            return -(MAX_INT64 * 2) if text.startswith("-") else MAX_INT64 * 2
-        return int(text)
-    return None
-
-
-def _shown(value: Any) -> str:
-    """``value`` for a message: quoted, and cut short when an attacker made it long."""
-    text = repr(value)
-    return text if len(text) <= 48 else f"{text[:40]}... ({len(text)} characters)"

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlflow_governance.server.bounds import MAX_INT64, MAX_VERSION
+from mlflow_governance.inputs import MAX_INT64, MAX_VERSION
+from mlflow_governance.server.openapi_steps import STEP_SCHEMAS, step_paths
 from mlflow_governance.workflow.tables import STATES
 
 OPENAPI_VERSION = "3.1.0"
@@ -158,9 +159,18 @@ SCHEMAS: dict[str, Any] = {
         {
             "origin": {"type": "string", "description": "file:PATH, database:ID or default"},
             "mode": {"type": "string", "enum": ["enforce", "audit-only"]},
+            "source": _obj(
+                {
+                    "kind": {"type": "string", "enum": ["file", "applied", "default"]},
+                    "path": _nullable("string"),
+                    "sha256": _nullable("string"),
+                    "version": _nullable("integer"),
+                }
+            ),
             "policy": {"type": "object"},
         }
     ),
+    **STEP_SCHEMAS,
     "WhoAmI": _obj(
         {
             "user": {"type": "string"},
@@ -179,7 +189,8 @@ _ERRORS = {
     "403": "Refused by the policy or MLflow's workspace permissions (PERMISSION_DENIED), "
     "or an untrusted proxy",
     "404": "No such request (RESOURCE_DOES_NOT_EXIST)",
-    "409": "The request is no longer open, or you already voted (RESOURCE_CONFLICT)",
+    "409": "The request is no longer open, you already voted, nothing to roll back to, or "
+    "the chain is broken (RESOURCE_CONFLICT, INVALID_STATE)",
     "500": "An unexpected server error (INTERNAL_ERROR); the server's log has the details",
 }
 
@@ -320,8 +331,20 @@ def build_spec(prefix: str, auth_mode: str) -> dict[str, Any]:
                 "operationId": "getPolicy",
                 "summary": "The policy in force and where it comes from",
                 "responses": _responses("200", "PolicyDocument", "The policy"),
-            }
+            },
+            "post": {
+                "operationId": "applyPolicy",
+                "summary": "Validate and apply a policy (needs policy:admin)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("NewPolicy")}},
+                },
+                "responses": _responses(
+                    "200", "PolicyApplied", "Applied, or unchanged", errors="400,401,403"
+                ),
+            },
         },
+        **step_paths(prefix, _responses, _query, audit_filters),
         f"{prefix}/whoami": {
             "get": {
                 "operationId": "whoami",

@@ -369,6 +369,13 @@ def test_policy_whoami_and_openapi(gov: GovServer) -> None:
         "/policy",
         "/whoami",
         "/openapi.json",
+        "/check",
+        "/promote",
+        "/rollback",
+        "/audit/export",
+        "/audit/verify",
+        "/audit/checkpoint",
+        "/policy/explain",
     }
     assert set(spec["paths"]) == {prefix + path for path in expected}
     assert spec["components"]["securitySchemes"]["basicAuth"]["scheme"] == "basic"

@@ -84,7 +84,8 @@ def test_a_policy_file_in_the_environment_wins(reg: Registry) -> None:
     assert reg.cli.json("ana", "policy", "show")["origin"].startswith("file:")
     result = reg.cli("admin", "policy", "apply", policy_path("open"))
     assert result.exit_code == 0
-    assert "MLFLOW_GOVERNANCE_POLICY is set in this environment" in result.stdout
+    assert "this process enforces the file" in result.stderr
+    assert "(MLFLOW_GOVERNANCE_POLICY) instead of the applied policy" in result.stderr
 
 
 def test_explain(reg: Registry) -> None:

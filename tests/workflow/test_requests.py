@@ -260,7 +260,7 @@ def test_promote_wait_returns_at_once_when_approved(lab: Registry) -> None:
     assert lab.alias("exp-1", "stable") == 1
     # Still pending and no time left to wait: it says what is missing instead of hanging.
     pending = lab.cli("ana", "promote", "exp-1", "2", "--to", "@stable", "--wait", "--timeout", "0")
-    assert pending.exit_code == 1
+    assert pending.exit_code == 4  # a timeout, told apart from a refusal (1)
     assert "Timed out after 0s waiting for request #" in pending.stderr
     assert "needs 2 approvals from role lead, 0 so far" in pending.stderr
     # Without --wait a pending promotion exits 3 and names the request.

@@ -27,7 +27,9 @@ def served(reg: Registry) -> Registry:
 
 
 def test_rollback_of_a_stage_waits_for_its_approval(served: Registry) -> None:
-    data = served.cli.json("carol", "rollback", "fraud", "--stage", "Production", "-m", "p99 up")
+    data = served.cli.json(
+        "carol", "rollback", "fraud", "--stage", "Production", "-m", "p99 up", exit_code=3
+    )
     assert (data["status"], data["version"], data["target"]) == ("requested", 1, "Production")
     request = data["request"]
     assert (request["kind"], request["state"], request["comment"]) == (

@@ -1,0 +1,275 @@
+"""OpenAPI pieces for the pipeline steps and admin routes: check, promote, rollback,
+audit export, verify and checkpoint, applying and explaining the policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mlflow_governance.inputs import MAX_VERSION
+
+
+def _nullable(kind: str) -> dict[str, Any]:
+    return {"type": [kind, "null"]}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(properties: dict[str, Any], *, extra: bool = False) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": extra,
+    }
+
+
+_VERSION = {"type": ["integer", "string"], "description": f"A version number, 1 to {MAX_VERSION}"}
+_REQUEST_OR_NULL = {"anyOf": [_ref("Request"), {"type": "null"}]}
+
+STEP_SCHEMAS: dict[str, Any] = {
+    "CheckResult": _obj(
+        {
+            "model": {"type": "string"},
+            "version": {"type": "integer"},
+            "gate": {"type": "string"},
+            "passed": {"type": "boolean"},
+            "checks": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "passed": {"type": "boolean"},
+                        "expected": {},
+                        "actual": {},
+                    },
+                    "required": ["name", "passed", "expected", "actual"],
+                },
+            },
+        }
+    ),
+    "PromoteBody": {
+        "type": "object",
+        "properties": {
+            "model": {"type": "string"},
+            "version": _VERSION,
+            "to": {"type": "string", "examples": ["Production", "@champion"]},
+            "comment": _nullable("string"),
+        },
+        "required": ["model", "version", "to"],
+    },
+    "PromoteResult": _obj(
+        {
+            "status": {
+                "type": "string",
+                "description": "applied, or the state of the request it opened (pending, ...)",
+            },
+            "model": {"type": "string"},
+            "version": {"type": "integer"},
+            "target": {"type": "string"},
+            "request": _REQUEST_OR_NULL,
+            "review_request": {
+                **_REQUEST_OR_NULL,
+                "description": "The post-hoc review a break-glass move opened",
+            },
+        }
+    ),
+    "RollbackBody": {
+        "type": "object",
+        "properties": {
+            "model": {"type": "string"},
+            "stage": _nullable("string"),
+            "alias": _nullable("string"),
+            "comment": _nullable("string"),
+        },
+        "required": ["model"],
+        "description": "Exactly one of stage and alias.",
+    },
+    "RollbackResult": _obj(
+        {
+            "status": {"type": "string", "enum": ["applied", "requested"]},
+            "model": {"type": "string"},
+            "target": {"type": "string"},
+            "version": {"type": "integer"},
+            "request": _REQUEST_OR_NULL,
+            "review_request": _REQUEST_OR_NULL,
+        }
+    ),
+    "VerifyBody": {
+        "type": "object",
+        "properties": {
+            "checkpoint": {
+                "type": ["object", "null"],
+                "description": "A checkpoint as POST audit/checkpoint returned it",
+            }
+        },
+    },
+    "VerifyResult": _obj(
+        {
+            "ok": {"type": "boolean"},
+            "rows": {"type": "integer"},
+            "head_id": _nullable("integer"),
+            "head_hash": _nullable("string"),
+            "broken_id": _nullable("integer"),
+            "problem": _nullable("string"),
+        }
+    ),
+    "Checkpoint": {
+        "type": "object",
+        "properties": {
+            "rows": {"type": "integer"},
+            "head_id": {"type": "integer"},
+            "head_hash": {"type": "string"},
+            "time": {"type": "string"},
+        },
+        "required": ["rows", "head_id", "head_hash", "time"],
+    },
+    "NewPolicy": {
+        "type": "object",
+        "properties": {
+            "policy": {"type": "string", "description": "The policy file's YAML text"},
+            "source": {"type": "string", "description": "The file's name, for the audit row"},
+        },
+        "required": ["policy", "source"],
+    },
+    "PolicyApplied": _obj(
+        {
+            "id": {"type": "integer"},
+            "sha256": {"type": "string"},
+            "changed": {"type": "boolean"},
+            "diff": {"type": "string"},
+            "overridden_by": {
+                **_nullable("string"),
+                "description": "A policy file this server enforces instead",
+            },
+        }
+    ),
+    "PolicyExplanation": {
+        "type": "object",
+        "properties": {
+            "user": {"type": "string"},
+            "model": {"type": "string"},
+            "mode": {"type": "string"},
+            "origin": {"type": "string"},
+            "roles": {"type": "array"},
+            "permissions": {"type": "array"},
+            "gates": {"type": "array"},
+        },
+        "required": ["user", "model", "mode", "origin", "permissions", "gates"],
+    },
+}
+
+
+def step_paths(
+    prefix: str,
+    responses: Callable[..., dict[str, Any]],
+    query: Callable[..., dict[str, Any]],
+    audit_filters: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The paths of the steps and admin routes.
+
+    Args:
+        prefix: Where the API is mounted.
+        responses: Builds a responses object (see ``openapi._responses``).
+        query: Builds a query parameter (see ``openapi._query``).
+        audit_filters: The audit listing's filter parameters.
+    """
+
+    def body(schema: str, required: bool = True) -> dict[str, Any]:
+        return {
+            "required": required,
+            "content": {"application/json": {"schema": _ref(schema)}},
+        }
+
+    def required(name: str, description: str, kind: str = "string", **bounds: int) -> Any:
+        return {**query(name, description, kind, **bounds), "required": True}
+
+    return {
+        f"{prefix}/check": {
+            "get": {
+                "operationId": "checkGate",
+                "summary": "A gate's checks on a version (all but approvals; needs read)",
+                "parameters": [
+                    required("model", "The registered model"),
+                    required("version", "The version", "integer", minimum=1, maximum=MAX_VERSION),
+                    required("gate", "The gate of the policy"),
+                ],
+                "responses": responses(
+                    "200", "CheckResult", "Each check and the verdict", errors="400,401,403,404"
+                ),
+            }
+        },
+        f"{prefix}/promote": {
+            "post": {
+                "operationId": "promote",
+                "summary": "Apply a move through its gate, or open (or reuse) its request; "
+                "never waits",
+                "requestBody": body("PromoteBody"),
+                "responses": responses(
+                    "200", "PromoteResult", "Applied, or the open request", errors="400,401,403,404"
+                ),
+            }
+        },
+        f"{prefix}/rollback": {
+            "post": {
+                "operationId": "rollback",
+                "summary": "Restore the previous holder of a stage or alias through the gate",
+                "requestBody": body("RollbackBody"),
+                "responses": responses(
+                    "200",
+                    "RollbackResult",
+                    "Applied, or the rollback request",
+                    errors="400,401,403,404,409",
+                ),
+            }
+        },
+        f"{prefix}/audit/export": {
+            "get": {
+                "operationId": "exportAudit",
+                "summary": "Every matching audit row, oldest first (needs audit:read); "
+                "?format=jsonl|csv gives the file's text instead of JSON",
+                "parameters": [
+                    *[f for f in audit_filters if f["name"] not in ("limit", "newest_first")],
+                    query("format", "jsonl or csv: the export file's text"),
+                ],
+                "responses": responses("200", "AuditList", "The rows", errors="400,401,403"),
+            }
+        },
+        f"{prefix}/audit/verify": {
+            "post": {
+                "operationId": "verifyAudit",
+                "summary": "Verify the hash chain, against a checkpoint if given "
+                "(needs audit:read on every model)",
+                "requestBody": body("VerifyBody", required=False),
+                "responses": responses(
+                    "200", "VerifyResult", "Intact or where broken", errors="400,401,403"
+                ),
+            }
+        },
+        f"{prefix}/audit/checkpoint": {
+            "post": {
+                "operationId": "checkpointAudit",
+                "summary": "The chain head to keep outside the database "
+                "(needs audit:read on every model)",
+                "responses": responses("200", "Checkpoint", "The checkpoint", errors="401,403,409"),
+            }
+        },
+        f"{prefix}/policy/explain": {
+            "get": {
+                "operationId": "explainPolicy",
+                "summary": "What a user may do on a model, and which rule grants it",
+                "parameters": [
+                    required("user", "The user"),
+                    required("model", "The registered model"),
+                    query("group", "A group the user's proxy would send (repeatable)"),
+                ],
+                "responses": responses(
+                    "200", "PolicyExplanation", "Permissions and gates", errors="400,401"
+                ),
+            }
+        },
+    }
