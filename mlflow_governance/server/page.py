@@ -260,10 +260,10 @@ def request_detail(request_id: str) -> Response:
 def act(request_id: str, action: str) -> Any:
     """Approve, reject or cancel from a form, then back to where the form was.
 
-    Back on the request's page, the page itself shows the state, what the gate still needs
-    or how the request ended, so the message only confirms what was done. Back on the
-    list, the request may no longer be shown (an applied one leaves the pending filter),
-    so the message also says where it stands.
+    The message says where the request stands only when the page it lands on does not:
+    the request's own page shows its state, what the gate still needs or how it ended,
+    and the list (pending requests) shows a request that is still pending, but not one
+    that was just applied, rejected or cancelled.
     """
     comment = (request.form.get("comment") or "").strip() or None
     to_index = request.form.get("next") == "index"
@@ -277,9 +277,8 @@ def act(request_id: str, action: str) -> Any:
         flash(_error_message(exc), "error")
     else:
         done = {"approve": "Approved", "reject": "Rejected", "cancel": "Cancelled"}[action]
-        if to_index:
-            still = f"; it still {view.needs}" if view.state == PENDING and view.needs else ""
-            flash(f"{done} request #{number}: it is {view.state}{still}.", "ok")
+        if to_index and view.state != PENDING:
+            flash(f"{done} request #{number}: it is {view.state}.", "ok")
         else:
             flash(f"{done} request #{number}.", "ok")
         extra = view.extra.get("apply_error")
@@ -298,8 +297,8 @@ def model() -> Response:
     ``audit:read``. Approvers reach this page from a request, and a policy may let them
     approve without letting them read the audit log: then the page still shows the
     requests and says, with the policy's refusal and its way out, why the rest is not
-    shown. The refusal is audited by the service; history is not asked for after it, so
-    one refused look is one audit row.
+    shown (with status 403, as before). The refusal is audited by the service; history
+    is not asked for after it, so one refused look is one audit row.
     """
     name = (request.args.get("name") or "").strip()
     if not name:
@@ -336,6 +335,9 @@ def model() -> Response:
     holders = holders_at([HistoryEvent(**event) for event in events])
     return _page(
         "governance_model.html",
+        # Still 403 when the audit log is refused: the page answers, but not all it was
+        # asked for, and clients (and MLflow's own conventions) read the status.
+        status=403 if audit_refusal else 200,
         name=name,
         rows=rows,
         events=list(reversed(events)),

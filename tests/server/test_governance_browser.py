@@ -122,8 +122,8 @@ def test_champion_refused_in_mlflow_ui_then_approved_on_the_governance_page(
     row.locator("form.vote button.approve").click()
     flash = dave.locator(".flash.ok")
     flash.wait_for()
-    # Back on the list, the message says where the request stands.
-    assert f"Approved request #{request_id}: it is pending" in flash.inner_text()
+    # Back on the list, where the row says what the gate still needs, the message does not.
+    assert flash.inner_text() == f"Approved request #{request_id}."
     assert "1 so far" in dave.locator(f"#request-{request_id}").inner_text()
     dave.screenshot(path=str(tmp_path / "2-governance-after-first-approval.png"), full_page=True)
     if os.environ.get("MLFLOW_GOVERNANCE_UPDATE_DOCS") == "1":
@@ -245,6 +245,23 @@ def test_one_comment_box_serves_reject_and_the_outcome_is_said_once(
         ("dave", "latency too high")
     ]
     assert after["approvals"] == []
+
+    # From the list, a request that leaves it: the message is the only place saying so.
+    reopened = gov.call(
+        "carol",
+        "POST",
+        "/requests",
+        expect=201,
+        json={"model": name, "version": version, "target": "@champion"},
+    )
+    dave.goto(f"{gov.url}/governance/")
+    row = dave.locator(f"#request-{reopened['id']}")
+    row.locator("form.vote button.reject").click()
+    dave.locator(".flash.ok").wait_for()
+    assert dave.locator(".flash.ok").inner_text() == (
+        f"Rejected request #{reopened['id']}: it is rejected."
+    )
+    assert dave.locator(f"#request-{reopened['id']}").count() == 0
 
 
 def test_the_state_filters_cover_every_state(gov: GovServer, browser: Any) -> None:

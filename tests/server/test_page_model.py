@@ -83,7 +83,8 @@ def test_an_approver_without_audit_read_is_told_why_on_the_model_page(gov: GovSe
     assert link is not None, request_page.text
 
     model_page = dave.get(f"{gov.url}{html.unescape(link.group(1))}", timeout=60)
-    assert model_page.status_code == 200, model_page.text
+    # The page, with the status of the refused part: 403, as the audit API answers.
+    assert model_page.status_code == 403, model_page.text
     text = _text(model_page.text)
     assert "The policy does not let you read this model's audit log" in text
     assert f"Refused: dave may not audit:read on model '{name}'" in text
