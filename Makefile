@@ -32,6 +32,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check mlflow_governance
 	$(VENV)/bin/mypy
+	@# The one-way layers and no import cycles ([tool.importlinter] in pyproject.toml).
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py

@@ -29,12 +29,10 @@ from mlflow.store.model_registry.dbmodels.models import (
 
 from mlflow_governance.audit.tables import HEAD_ROW_ID, audit_head
 from mlflow_governance.audit.writer import saw_head, take_head
-from mlflow_governance.workflow.request_rows import VersionIdentity
 
 if TYPE_CHECKING:
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
     from sqlalchemy.orm import Session
-
-    from mlflow_governance.store_base import GovernedStoreBase
 
 #: Backends whose default collation compares names case- and accent-insensitively.
 FOLDING_DIALECTS = frozenset({"mysql", "mariadb"})
@@ -105,12 +103,12 @@ class LockedModel:
 
     Args:
         session: MLflow's write session for the governed call.
-        store: The governed store (for its workspace-scoped queries).
+        store: MLflow's SQL store under the governed one (for its workspace-scoped queries).
         row: The registered model row, locked.
     """
 
     def __init__(
-        self, session: Session, store: GovernedStoreBase, row: Any, version: int | None = None
+        self, session: Session, store: SqlAlchemyStore, row: Any, version: int | None = None
     ) -> None:
         self._session = session
         self._store = store
@@ -131,10 +129,6 @@ class LockedModel:
     def connection(self) -> sa.Connection:
         """The transaction's connection, for the plugin's own tables."""
         return self._session.connection()
-
-    def identity(self, version: VersionState) -> VersionIdentity:
-        """The identity a request for ``version`` is bound to."""
-        return VersionIdentity(self.workspace, self.created, version.created)
 
     def _state(self, row: Any) -> VersionState:
         return VersionState(row, self._orm_version)
@@ -217,7 +211,7 @@ class LockedModel:
 
 
 def lock_model(
-    session: Session, store: GovernedStoreBase, name: str, version: int | None = None
+    session: Session, store: SqlAlchemyStore, name: str, version: int | None = None
 ) -> LockedModel | None:
     """Take the registered model's row lock for the rest of the write transaction.
 

@@ -70,10 +70,12 @@ def checked_version(version: Any) -> int:
 class GovernedStoreBase(SqlAlchemyStore):
     """MLflow's SQL registry store plus the policy in force and governed reads.
 
-    Subclasses set :attr:`policies` in their constructor.
+    Subclasses set :attr:`policies` (and :attr:`tracking_uri`) in their constructor.
     """
 
     policies: PolicySource
+    #: The tracking server gate checks read run metrics from (None: MLflow's default).
+    tracking_uri: str | None = None
 
     # ------------------------------------------------------------------ raw access
     # The plugin's own reads bypass read authorisation: a gate must see the version even

@@ -8,7 +8,7 @@ and holders of a target, and writes the audit rows of workflow actions and refus
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlflow_governance.audit.refusal import refusal
 from mlflow_governance.audit.writer import DECISION_ALLOW, AuditEntry, append
@@ -26,6 +26,7 @@ from mlflow_governance.policy._values import format_duration
 from mlflow_governance.workflow import request_rows as rq
 from mlflow_governance.workflow.gate import GateKeeper
 from mlflow_governance.workflow.moves import GateStatus, _fact, explain_all
+from mlflow_governance.workflow.registry import Registry
 from mlflow_governance.workflow.tables import (
     CANCELLED,
     EXPIRED,
@@ -34,9 +35,6 @@ from mlflow_governance.workflow.tables import (
     OPEN_STATES,
     PENDING,
 )
-
-if TYPE_CHECKING:
-    from mlflow_governance.write_path import GovernedWritePath
 
 #: The actor of housekeeping the plugin does by itself (expiring stale requests).
 SYSTEM = Identity("mlflow-governance", "system")
@@ -54,10 +52,12 @@ class WorkflowBase:
     """Requests on one governed store: reading and shared helpers.
 
     Args:
-        store: The governed store whose database holds the requests.
+        store: The governed registry whose database holds the requests (the
+            :class:`~mlflow_governance.store.GovernedStore`, seen through
+            :class:`~mlflow_governance.workflow.registry.Registry`).
     """
 
-    def __init__(self, store: GovernedWritePath) -> None:
+    def __init__(self, store: Registry) -> None:
         self.store = store
         self.engine = store.engine
         self.gatekeeper = GateKeeper(store)

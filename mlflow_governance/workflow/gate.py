@@ -46,17 +46,17 @@ if TYPE_CHECKING:
     from mlflow_governance.audit.capture import Operation
     from mlflow_governance.identity import Identity
     from mlflow_governance.state import LockedModel, VersionState
-    from mlflow_governance.store_base import GovernedStoreBase
+    from mlflow_governance.workflow.registry import Registry
 
 
 class GateKeeper:
-    """Decides gated moves for one governed store.
+    """Decides gated moves for one governed registry.
 
     Args:
-        store: The governed store (for raw reads outside a write and the tracking URI).
+        store: The governed registry (for raw reads outside a write and the tracking URI).
     """
 
-    def __init__(self, store: GovernedStoreBase) -> None:
+    def __init__(self, store: Registry) -> None:
         self.store = store
 
     # ------------------------------------------------------------------ evaluation
@@ -87,7 +87,7 @@ class GateKeeper:
         else:
             mv = self.store.raw_version(model, version)
             download_uri = self.store.raw_download_uri(model, version)
-        facts = version_facts(mv, (gate,), getattr(self.store, "tracking_uri", None), download_uri)
+        facts = version_facts(mv, (gate,), self.store.tracking_uri, download_uri)
         if request is not None:
             checks = evaluate_checks(
                 gate,
@@ -115,7 +115,7 @@ class GateKeeper:
                 creator=mv.user_id,
                 now=utc_now(),
                 rollback=rollback,
-                workspace=getattr(self.store, "active_workspace", lambda: None)(),
+                workspace=self.store.active_workspace(),
             )
         return GateStatus(gate, checks, report)
 
@@ -320,7 +320,7 @@ class GateKeeper:
         # request that cannot apply (e.g. failing checks) does not stand in its way.
         glass = all(may_break_glass(policy, g, move.model, subject).granted for g in gates)
         if glass and move.via_request is None:
-            break_glass(op, move, gate, identity, locked.identity(held))
+            break_glass(op, move, gate, identity, rq.VersionIdentity.of(locked, held))
             return None
         if held_back is not None:
             return held_back
@@ -356,7 +356,7 @@ class GateKeeper:
             ``(request, None)``, or ``(None, id)`` when the request named to apply was
             filed for another version that carried the same name and number.
         """
-        identity = locked.identity(held)
+        identity = rq.VersionIdentity.of(locked, held)
         conn = locked.connection
         if move.via_request is not None:
             view = rq.load(conn, move.via_request)
@@ -400,7 +400,7 @@ class GateKeeper:
                     version=move.version,
                     target=move.target,
                     state=PENDING,
-                    identity=locked.identity(held),
+                    identity=rq.VersionIdentity.of(locked, held),
                 )
                 if view.kind != KIND_REVIEW
             ),

@@ -23,7 +23,7 @@ from mlflow_governance.policy import (
 from mlflow_governance.workflow.tables import policies
 
 if TYPE_CHECKING:
-    from mlflow_governance.write_path import GovernedWritePath
+    from mlflow_governance.workflow.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Applied:
         return dict(self.__dict__)
 
 
-def apply_policy(store: GovernedWritePath, identity: Identity, text: str, source: str) -> Applied:
+def apply_policy(store: Registry, identity: Identity, text: str, source: str) -> Applied:
     """Validate and store a policy as the newest applied one, audited with a diff.
 
     The first policy may be applied by anyone (the registry runs the audit-only default
@@ -115,9 +115,7 @@ def apply_policy(store: GovernedWritePath, identity: Identity, text: str, source
     return Applied(policy_id, digest, True, diff)
 
 
-def explain(
-    store: GovernedWritePath, user: str, model: str, groups: frozenset[str]
-) -> dict[str, Any]:
+def explain(store: Registry, user: str, model: str, groups: frozenset[str]) -> dict[str, Any]:
     """What ``user`` may do on ``model`` under the policy in force, and why.
 
     Returns:

@@ -10,13 +10,18 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from mlflow_governance.audit.chain import format_time
 from mlflow_governance.exceptions import Conflict, InvalidRequest, NotFound
 from mlflow_governance.workflow.tables import OPEN_STATES, STATES, approvals, requests
+
+if TYPE_CHECKING:
+    # Type-only: the locked state is built by the store's write path; reading it at run
+    # time would pull MLflow's ORM models into every CLI start.
+    from mlflow_governance.state import LockedModel, VersionState
 
 STAGE = "stage"
 ALIAS = "alias"
@@ -68,6 +73,11 @@ class VersionIdentity:
     workspace: str | None
     model_created: int | None
     version_created: int | None
+
+    @classmethod
+    def of(cls, locked: LockedModel, version: VersionState) -> VersionIdentity:
+        """The identity a request for ``version`` of the locked model is bound to."""
+        return cls(locked.workspace, locked.created, version.created)
 
     def matches(self, other: VersionIdentity) -> bool:
         """Whether both name the same version (an unknown part never matches)."""
