@@ -12,7 +12,8 @@ import click
 
 from mlflow_governance.cli._common import connect, connection_options, emit, json_option, local_only
 from mlflow_governance.cli.audit import audit, history
-from mlflow_governance.cli.workflow import _commands
+from mlflow_governance.cli.steps import promote_cmd, rollback_cmd
+from mlflow_governance.cli.workflow import COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -109,7 +110,7 @@ def whoami(registry_uri: str | None, tracking_uri: str | None, as_json: bool) ->
 
 main.add_command(audit)
 main.add_command(history)
-for _command in _commands():
+for _command in (*COMMANDS, promote_cmd, rollback_cmd):
     main.add_command(_command)
 
 __all__ = ["main"]

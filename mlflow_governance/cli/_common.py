@@ -161,3 +161,18 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def comment_option(func: F) -> F:
+    """``--comment``/``-m``: why, kept with the request."""
+    return click.option("--comment", "-m", help="Why (kept with the request).")(func)
+
+
+def review_line(data: dict[str, Any]) -> str:
+    review = data.get("review_request")
+    if not review:
+        return ""
+    return (
+        f"\nBreak glass: review request #{review['id']} is open until approvers approve it "
+        f"(mlflow-governance requests --model {review['model']})."
+    )

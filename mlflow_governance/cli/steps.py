@@ -8,13 +8,14 @@ import click
 
 from mlflow_governance.cli._common import (
     EXIT_PENDING,
+    comment_option,
     connect,
     connection_options,
     emit,
     errors,
     json_option,
+    review_line,
 )
-from mlflow_governance.cli.workflow import _comment, _review_line
 
 
 @click.command("promote")
@@ -37,7 +38,7 @@ from mlflow_governance.cli.workflow import _comment, _review_line
     show_default=True,
     help="Seconds between polls with --wait.",
 )
-@_comment
+@comment_option
 @json_option
 def promote_cmd(
     registry_uri: str | None,
@@ -74,7 +75,7 @@ def promote_cmd(
             )
     request = data.get("request") or {}
     if data["status"] == "applied":
-        text = f"{name} version {version} is now at {to}." + _review_line(data)
+        text = f"{name} version {version} is now at {to}." + review_line(data)
     else:
         text = (
             f"{name} version {version} is not at {to} yet: request #{request['id']} is "
@@ -90,7 +91,7 @@ def promote_cmd(
 @click.argument("name")
 @click.option("--stage", help="Restore the previous holder of this stage.")
 @click.option("--alias", help="Restore the previous holder of this alias.")
-@_comment
+@comment_option
 @json_option
 def rollback_cmd(
     registry_uri: str | None,
@@ -114,7 +115,7 @@ def rollback_cmd(
     if data["status"] == "applied":
         text = (
             f"Rolled back: {name} {data['target']} is version {data['version']} again."
-            + _review_line(data)
+            + review_line(data)
         )
     else:
         req = data["request"]

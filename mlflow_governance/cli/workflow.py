@@ -10,6 +10,7 @@ import click
 
 from mlflow_governance.cli._common import (
     EXIT_USAGE,
+    comment_option,
     connect,
     connection_options,
     emit,
@@ -45,20 +46,6 @@ def _show_request(data: dict[str, Any], as_json: bool, lead: str = "") -> None:
     if data.get("apply_error"):
         text += f"\nApproved, but not applied: {data['apply_error']}"
     emit(data, as_json, text=text)
-
-
-def _comment(func: F) -> F:
-    return click.option("--comment", "-m", help="Why (kept with the request).")(func)
-
-
-def _review_line(data: dict[str, Any]) -> str:
-    review = data.get("review_request")
-    if not review:
-        return ""
-    return (
-        f"\nBreak glass: review request #{review['id']} is open until approvers approve it "
-        f"(mlflow-governance requests --model {review['model']})."
-    )
 
 
 # ---------------------------------------------------------------------- policy
@@ -205,7 +192,7 @@ def policy_explain(
 @click.argument("name")
 @click.argument("version", type=int)
 @click.option("--to", "to", required=True, metavar="STAGE|@ALIAS")
-@_comment
+@comment_option
 @json_option
 def request_cmd(
     registry_uri: str | None,
@@ -227,7 +214,7 @@ def _vote_command(name: str, help_text: str) -> click.Command:
     @click.command(name, help=help_text)
     @connection_options
     @click.argument("request_id", type=int)
-    @_comment
+    @comment_option
     @json_option
     def command(
         registry_uri: str | None,
@@ -300,17 +287,12 @@ def check_cmd(
         sys.exit(1)
 
 
-def _commands() -> tuple[click.Command, ...]:
-    from mlflow_governance.cli.steps import promote_cmd, rollback_cmd
-
-    return (
-        policy,
-        request_cmd,
-        approve_cmd,
-        reject_cmd,
-        cancel_cmd,
-        requests_cmd,
-        check_cmd,
-        promote_cmd,
-        rollback_cmd,
-    )
+COMMANDS = (
+    policy,
+    request_cmd,
+    approve_cmd,
+    reject_cmd,
+    cancel_cmd,
+    requests_cmd,
+    check_cmd,
+)

@@ -26,7 +26,8 @@ import sys
 from typing import Any
 
 from mlflow_governance.exceptions import ConfigurationError
-from mlflow_governance.server.extension import EXTENSION_KEY, Governance, governance
+from mlflow_governance.server.context import API_PREFIX, EXTENSION_KEY, PAGE_PREFIX, governance
+from mlflow_governance.server.extension import Governance
 from mlflow_governance.server.settings import Settings
 
 #: The name MLflow knows the app by (``--app-name``), the ``mlflow.app`` entry point's.
@@ -89,8 +90,15 @@ def create_app() -> Any:
     from mlflow.server import app
 
     ext = Governance(settings)
-    ext.init_app(app)
+    ext.init_app(app, blueprints())
     return ext.compose(app, asgi=_served_by_uvicorn())
+
+
+def blueprints() -> list[tuple[Any, str]]:
+    """The governance API and the approval page, with where each is mounted."""
+    from mlflow_governance.server import api, page
+
+    return [(api.blueprint, API_PREFIX), (page.blueprint, PAGE_PREFIX)]
 
 
 def _served_by_uvicorn() -> bool:

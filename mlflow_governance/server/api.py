@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, request
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance.application import GovernanceService, export_text
+from mlflow_governance.application import export_text
 from mlflow_governance.exceptions import GovernanceError, InvalidRequest
 from mlflow_governance.identity import Identity, current_identity
 from mlflow_governance.server._http import exception_response
-from mlflow_governance.server.extension import governance
+from mlflow_governance.server.context import API_PREFIX, governance, service, static_prefixed
 
 blueprint = Blueprint("mlflow_governance_api", __name__)
 
@@ -31,12 +31,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _json(data: Any, status: int = 200) -> Response:
     return Response(json.dumps(data, default=str), status=status, mimetype="application/json")
-
-
-def service() -> GovernanceService:
-    """The application service on this server's governed store."""
-    ext = governance()
-    return GovernanceService(ext.store(), ext.workflow())
 
 
 def _me() -> Identity:
@@ -231,7 +225,6 @@ def whoami() -> Response:
 @_mlflow_errors
 def openapi() -> Response:
     """The OpenAPI 3.1 description of these routes."""
-    from mlflow_governance.server.extension import API_PREFIX, static_prefixed
     from mlflow_governance.server.openapi import build_spec
 
     return _json(build_spec(static_prefixed(API_PREFIX), governance().auth_mode))

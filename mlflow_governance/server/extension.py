@@ -9,9 +9,10 @@ refuses to be registered twice. :meth:`Governance.compose` then puts MLflow's ba
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import InternalServerError
 
 from mlflow_governance.exceptions import ConfigurationError
@@ -25,6 +26,7 @@ from mlflow_governance.server.auth import (
     TrustedProxyMiddleware,
 )
 from mlflow_governance.server.bounds import registry_problem
+from mlflow_governance.server.context import EXTENSION_KEY, static_prefixed
 from mlflow_governance.server.mlflow_permissions import READ, USE, workspace_refusal
 from mlflow_governance.server.settings import AUTH_BASIC, Settings
 
@@ -32,9 +34,6 @@ if TYPE_CHECKING:
     from mlflow_governance.store import GovernedStore
     from mlflow_governance.workflow.promotion import Workflow
 
-EXTENSION_KEY = "mlflow_governance"
-API_PREFIX = "/api/2.0/mlflow-governance"
-PAGE_PREFIX = "/governance"
 
 #: MLflow's model-version artifact download (a registry read outside the proto services).
 _EXTRA_REGISTRY_ENDPOINTS = ("serve_model_version_artifact",)
@@ -58,13 +57,6 @@ def registry_endpoints() -> frozenset[str]:
     return frozenset(names) | frozenset(_EXTRA_REGISTRY_ENDPOINTS)
 
 
-def static_prefixed(path: str) -> str:
-    """``path`` under MLflow's ``--static-prefix``, as MLflow registers its own routes."""
-    from mlflow.server.handlers import _add_static_prefix
-
-    return str(_add_static_prefix(path))
-
-
 class Governance:
     """The governance server extension for MLflow's Flask app.
 
@@ -84,7 +76,7 @@ class Governance:
 
     # ------------------------------------------------------------------ setup
 
-    def init_app(self, app: Flask) -> None:
+    def init_app(self, app: Flask, blueprints: Sequence[tuple[Blueprint, str]]) -> None:
         """Register the governance API, the page and the authentication hook on ``app``.
 
         Configuration keys read (environment variables, see
@@ -94,6 +86,8 @@ class Governance:
 
         Args:
             app: MLflow's Flask app (``mlflow.server.app``) or a Flask app with its routes.
+            blueprints: Our routes and where to mount them (see
+                :func:`mlflow_governance.server.blueprints`).
 
         Raises:
             RuntimeError: An instance is already registered on this app.
@@ -105,16 +99,14 @@ class Governance:
                 "Use app.extensions['mlflow_governance'] instead of registering another, "
                 "and call create_app() once per process."
             )
-        from mlflow_governance.server import api, page
-
         self.settings = self.settings or Settings.from_env()
         if self.settings.auth == AUTH_BASIC:
             self.authenticator = BasicAuthenticator()
         else:
             self.authenticator = TrustedHeaderAuthenticator(self.settings)
         app.secret_key = self.settings.secret_key
-        app.register_blueprint(api.blueprint, url_prefix=static_prefixed(API_PREFIX))
-        app.register_blueprint(page.blueprint, url_prefix=static_prefixed(PAGE_PREFIX))
+        for blueprint, prefix in blueprints:
+            app.register_blueprint(blueprint, url_prefix=static_prefixed(prefix))
         registry = registry_endpoints()
         if not registry.intersection(app.view_functions):
             raise ConfigurationError(
@@ -124,7 +116,7 @@ class Governance:
         ours = {
             name
             for name in app.view_functions
-            if name.startswith((f"{api.blueprint.name}.", f"{page.blueprint.name}."))
+            if name.startswith(tuple(f"{blueprint.name}." for blueprint, _ in blueprints))
         }
         self._registry = registry
         self._governed = registry | ours
@@ -291,11 +283,3 @@ class Governance:
             if flow is None or flow.store is not store:
                 flow = self._workflows[id(store)] = Workflow(store)
             return flow
-
-
-def governance() -> Governance:
-    """The extension registered on the current app."""
-    ext = current_app.extensions.get(EXTENSION_KEY)
-    if not isinstance(ext, Governance):
-        raise RuntimeError("mlflow_governance is not registered on this app; call init_app.")
-    return ext

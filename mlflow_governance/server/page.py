@@ -17,7 +17,8 @@ import hmac
 import math
 import secrets
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import (
     Blueprint,
@@ -33,14 +34,17 @@ from flask import (
 from mlflow.exceptions import MlflowException
 
 from mlflow_governance.exceptions import GovernanceError
-from mlflow_governance.identity import current_identity
-from mlflow_governance.mlflow_errors import to_mlflow
+from mlflow_governance.identity import Identity, current_identity
+from mlflow_governance.inputs import parse_id
 from mlflow_governance.server import mlflow_permissions
-from mlflow_governance.server.bounds import parse_id
-from mlflow_governance.server.extension import governance, static_prefixed
-from mlflow_governance.server.service import Service
+from mlflow_governance.server._http import exception_response
+from mlflow_governance.server.context import governance, service, static_prefixed
 from mlflow_governance.server.settings import AUTH_BASIC
 from mlflow_governance.workflow.request_rows import RequestView
+
+if TYPE_CHECKING:
+    from mlflow_governance.application import GovernanceService
+
 from mlflow_governance.workflow.tables import APPLIED, OPEN_STATES, PENDING, STATES
 
 blueprint = Blueprint(
@@ -185,15 +189,48 @@ def outcome_line(view: RequestView) -> str:
 def _page(template: str, status: int = 200, **context: Any) -> Response:
     service = _service()
     context.setdefault("me", service.identity)
-    context.setdefault("auth_mode", service.ext.auth_mode)
+    context.setdefault("auth_mode", service.auth_mode)
     context.setdefault("mlflow_ui", static_prefixed("/"))
     context.setdefault("csrf_field", CSRF_FIELD)
     response = make_response(render_template(template, **context), status)
     return response
 
 
-def _service() -> Service:
-    return Service(governance(), current_identity())
+@dataclass(frozen=True)
+class Caller:
+    """The application service as one caller of the page uses it."""
+
+    service: GovernanceService
+    identity: Identity
+    auth_mode: str
+
+    def requests(self, state: str | None = None, model: str | None = None) -> list[RequestView]:
+        """Requests the caller may read."""
+        return self.service.request_views(self.identity, state, model)
+
+    def request(self, request_id: Any) -> RequestView:
+        """One request (``read`` needed)."""
+        return self.service.request_view(self.identity, request_id)
+
+    def may_vote(self, view: RequestView) -> bool:
+        """Whether to show the approve and reject buttons."""
+        return self.service.may_vote(self.identity, view)
+
+    def vote(self, request_id: Any, action: str, comment: str | None) -> dict[str, Any]:
+        """Approve, reject or cancel."""
+        return self.service.vote(self.identity, request_id, action, comment)
+
+    def audit(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """Audit rows (``audit:read`` needed)."""
+        return self.service.audit_list(self.identity, args)
+
+    def history(self, model: str) -> list[dict[str, Any]]:
+        """Stage and alias history (``audit:read`` needed)."""
+        return self.service.history(self.identity, model)
+
+
+def _service() -> Caller:
+    return Caller(service(), current_identity(), governance().auth_mode)
 
 
 def _error_message(exc: Exception) -> str:
@@ -201,8 +238,7 @@ def _error_message(exc: Exception) -> str:
 
 
 def _status(exc: GovernanceError | MlflowException) -> int:
-    converted = to_mlflow(exc) if isinstance(exc, GovernanceError) else exc
-    return int(converted.get_http_status_code())
+    return int(exception_response(exc).status_code)
 
 
 @blueprint.get("/")
@@ -277,11 +313,11 @@ def act(request_id: str, action: str) -> Any:
         flash(_error_message(exc), "error")
     else:
         done = {"approve": "Approved", "reject": "Rejected", "cancel": "Cancelled"}[action]
-        if to_index and view.state != PENDING:
-            flash(f"{done} request #{number}: it is {view.state}.", "ok")
+        if to_index and view["state"] != PENDING:
+            flash(f"{done} request #{number}: it is {view['state']}.", "ok")
         else:
             flash(f"{done} request #{number}.", "ok")
-        extra = view.extra.get("apply_error")
+        extra = view.get("apply_error")
         if extra:
             flash(f"Approved, but the move could not be applied: {extra}", "error")
     if not to_index:
@@ -348,11 +384,11 @@ def model() -> Response:
     )
 
 
-def _version_details(service: Service, name: str, version: int) -> dict[str, Any]:
+def _version_details(service: Caller, name: str, version: int) -> dict[str, Any]:
     """What an approver wants to see about a version; never fails the page."""
     details: dict[str, Any] = {"found": False, "metrics": {}, "tags": {}, "aliases": []}
     try:
-        mv = service.ext.store().raw_version(name, version)
+        mv = service.service.store.raw_version(name, version)
     except MlflowException as exc:
         details["error"] = exc.message
         return details
@@ -369,7 +405,7 @@ def _version_details(service: Service, name: str, version: int) -> dict[str, Any
     return details
 
 
-def _run_data(service: Service, mv: Any) -> dict[str, Any]:
+def _run_data(service: Caller, mv: Any) -> dict[str, Any]:
     """The version's source, source run and metrics, if the caller may see them.
 
     Basic mode asks MLflow's own permissions: the run (its experiment) and the logged
@@ -393,9 +429,9 @@ def _run_data(service: Service, mv: Any) -> dict[str, Any]:
         logged = tracking.get_logged_model(model_id) if model_id else None
         run = tracking.get_run(run_id) if run_id else None
     except Exception:  # a deleted run or an unreachable store must not break the page
-        if service.ext.auth_mode == AUTH_BASIC:
+        if service.auth_mode == AUTH_BASIC:
             return {"run_hidden": "its source run could not be read to check your access."}
-    if service.ext.auth_mode == AUTH_BASIC:
+    if service.auth_mode == AUTH_BASIC:
         user = service.identity.user
         readable = (run is None or mlflow_permissions.may_read_run(user, run)) and (
             logged is None or mlflow_permissions.may_read_logged_model(user, logged)

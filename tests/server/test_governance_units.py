@@ -14,7 +14,9 @@ from mlflow_governance.server.auth import (
     TrustedProxyMiddleware,
     socket_peer,
 )
-from mlflow_governance.server.extension import EXTENSION_KEY, Governance, registry_endpoints
+from mlflow_governance.server import blueprints
+from mlflow_governance.server.context import EXTENSION_KEY
+from mlflow_governance.server.extension import Governance, registry_endpoints
 from mlflow_governance.server.openapi import build_spec
 from mlflow_governance.server.settings import Settings, parse_groups, parse_networks
 
@@ -31,17 +33,17 @@ def _app_with_registry_routes() -> Flask:
 def test_the_extension_registers_once_and_says_what_to_do_otherwise() -> None:
     app = _app_with_registry_routes()
     first = Governance(Settings.from_env(SECRET))
-    first.init_app(app)
+    first.init_app(app, blueprints())
     assert app.extensions[EXTENSION_KEY] is first
     assert "mlflow_governance_api.whoami" in app.view_functions
     assert "mlflow_governance_page.index" in app.view_functions
     with pytest.raises(RuntimeError, match=r"already been registered.*app\.extensions"):
-        Governance(Settings.from_env(SECRET)).init_app(app)
+        Governance(Settings.from_env(SECRET)).init_app(app, blueprints())
 
 
 def test_the_extension_needs_mlflows_registry_routes() -> None:
     with pytest.raises(ConfigurationError, match=r"mlflow\.server\.app"):
-        Governance(Settings.from_env(SECRET)).init_app(Flask("bare"))
+        Governance(Settings.from_env(SECRET)).init_app(Flask("bare"), blueprints())
 
 
 @pytest.mark.parametrize(
@@ -115,7 +117,7 @@ def _trusted_app() -> Flask:
                 "MLFLOW_GOVERNANCE_TRUSTED_PROXIES": "127.0.0.1",
             }
         )
-    ).init_app(app)
+    ).init_app(app, blueprints())
     return app
 
 
