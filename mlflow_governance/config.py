@@ -28,6 +28,8 @@ SUPPORTED_SUFFIXES = (
 
 ENV_POLICY = "MLFLOW_GOVERNANCE_POLICY"
 ENV_POLICY_REFRESH = "MLFLOW_GOVERNANCE_POLICY_REFRESH"
+#: The server's address as people reach it (links in messages), e.g. behind a proxy.
+ENV_PUBLIC_URL = "MLFLOW_GOVERNANCE_PUBLIC_URL"
 DEFAULT_POLICY_REFRESH_SECONDS = 2.0
 
 
@@ -101,3 +103,9 @@ def policy_refresh_seconds() -> float:
         raise ConfigurationError(
             f"{ENV_POLICY_REFRESH}={raw!r} is not a number of seconds (e.g. 2 or 0.5)."
         ) from exc
+
+
+def public_url() -> str | None:
+    """The governance server's public base URL (``MLFLOW_GOVERNANCE_PUBLIC_URL``), if set."""
+    value = os.environ.get(ENV_PUBLIC_URL, "").strip().rstrip("/")
+    return value or None

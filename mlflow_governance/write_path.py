@@ -249,7 +249,7 @@ class GovernedWritePath(GovernedStoreBase):
                 rollback=move.rollback,
             )
             request_id = view.id
-            hint = f"Request #{view.id} is open: mlflow-governance approve {view.id}"
+            hint = request_hint(view.id, view.model)
         return refusal(
             self.engine,
             op.identity,
@@ -375,3 +375,15 @@ def _resource(model: str | None, version: int | None) -> str:
     if model is None:
         return "the registry"
     return f"model '{model}' version {version}" if version is not None else f"model '{model}'"
+
+
+def request_hint(request_id: int, model: str) -> str:
+    """What a caller held back by a gate reads next: the request and where to follow it.
+
+    The reader is the requester, not an approver: the refusal's reason already says what
+    the gate needs; they learn where to follow the request, not a command only approvers
+    may run.
+    """
+    from mlflow_governance.links import follow_request
+
+    return f"Request #{request_id} is open. {follow_request(request_id, model)}."

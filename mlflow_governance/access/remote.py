@@ -239,7 +239,9 @@ class RemoteAccess:
 
 def _first_line(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else "no answer"
-    return line if len(line) <= 300 else line[:297] + "..."
+    if len(line) > 300:
+        line = line[:299] + "…"
+    return line.rstrip(".")
 
 
 __all__ = ["API_PATH", "RemoteAccess"]

@@ -143,8 +143,8 @@ class AuditActions(ServiceCore):
             checkpoint, result = make_checkpoint(conn)
         if not result.ok:
             raise Conflict(
-                f"Refusing to checkpoint a broken chain: row {result.broken_id}: "
-                f"{result.problem}. Run 'mlflow-governance audit verify' and investigate."
+                f"Refusing to checkpoint a broken chain: {result.problem}. Run "
+                "'mlflow-governance audit verify' and investigate."
             )
         data: dict[str, Any] = json.loads(checkpoint.to_json())
         return data

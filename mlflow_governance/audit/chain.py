@@ -207,5 +207,6 @@ def verify_rows(rows: Iterable[Mapping[str, Any]]) -> VerifyResult:
 
 
 def _missing(expected_id: int, row_id: int) -> str:
-    missing = f"{expected_id}" if row_id == expected_id + 1 else f"{expected_id}..{row_id - 1}"
-    return f"row {row_id}: rows {missing} are missing (deleted)"
+    if row_id == expected_id + 1:
+        return f"row {row_id}: row {expected_id} is missing (deleted)"
+    return f"row {row_id}: rows {expected_id}..{row_id - 1} are missing (deleted)"

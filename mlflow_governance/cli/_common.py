@@ -80,11 +80,14 @@ def errors(code: int = EXIT_FAILED) -> Iterator[None]:
         sys.exit(code)
 
 
-def connect(registry_uri: str | None, tracking_uri: str | None, code: int = 1) -> Access:
+def connect(
+    registry_uri: str | None, tracking_uri: str | None, code: int = 1, *, notice: bool = True
+) -> Access:
     """Reach the governance service the options (or environment) name.
 
     In local mode a warning of this process (a policy file that differs from the applied
-    policy) is printed once, to standard error.
+    policy) is printed once, to standard error, unless ``notice`` is false (a command that
+    says it better itself).
     """
     from mlflow_governance.access import connect as open_access
     from mlflow_governance.access import resolve_uri
@@ -93,9 +96,9 @@ def connect(registry_uri: str | None, tracking_uri: str | None, code: int = 1) -
         resolve_uri(registry_uri, tracking_uri)
     with errors(code):
         access = open_access(registry_uri, tracking_uri)
-        notice = access.notice()
-    if notice:
-        click.echo(f"Warning: {notice}", err=True)
+        warning = access.notice() if notice else None
+    if warning:
+        click.echo(f"Warning: {warning}", err=True)
     return access
 
 

@@ -156,7 +156,12 @@ def audit_verify(
             f"(head {(data['head_hash'] or '')[:16]}).",
         )
         return
-    emit(data, as_json, text=f"BROKEN at row {data['broken_id']}: {data['problem']}")
+    problem = str(data["problem"])
+    # The problem names its row already ("row 4: …"); say it once.
+    where = (
+        "" if problem.startswith(f"row {data['broken_id']}:") else f" at row {data['broken_id']}"
+    )
+    emit(data, as_json, text=f"BROKEN{where}: {problem}")
     sys.exit(EXIT_FAILED)
 
 
@@ -191,7 +196,7 @@ def _stage_text(row: dict[str, Any]) -> dict[str, Any]:
     if row.get("kind") != "stage":
         return row
     shown = dict(row)
-    for key in ("before", "after"):
+    for key in ("name", "before", "after"):
         if shown.get(key) == "None":
             shown[key] = "(no stage)"
     return shown

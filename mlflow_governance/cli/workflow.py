@@ -104,7 +104,7 @@ def policy_apply(
     """Store FILE as the applied policy (versioned, audited with a diff; needs policy:admin)."""
     from mlflow_governance.policy import read_policy_file
 
-    access = connect(registry_uri, tracking_uri)
+    access = connect(registry_uri, tracking_uri, notice=False)  # it warns of overrides itself
     with errors():
         result = access.policy_apply(read_policy_file(file), file)
     if result.get("overridden_by"):

@@ -43,6 +43,19 @@ _REVIEW_STAYS = (
 )
 
 
+def _not_pending(view: rq.RequestView) -> str:
+    if view.state == APPROVED:
+        return (
+            f"Request #{view.id} is already approved: apply it with "
+            f"'mlflow-governance promote {view.model} {view.version} --to {view.target}'."
+        )
+    return (
+        f"Request #{view.id} is already {view.state}: votes are closed. To make this move, "
+        f"open a new request: 'mlflow-governance request {view.model} {view.version} "
+        f"--to {view.target}'."
+    )
+
+
 class Workflow(WorkflowBase):
     """Promotion requests on one governed store: open, vote, cancel, apply, roll back.
 
@@ -222,18 +235,12 @@ class Workflow(WorkflowBase):
             rq.lock_open(conn, request_id, now)
             view = self._visible(rq.load(conn, request_id))
             if view.state != PENDING:
-                raise Conflict(
-                    f"Request #{request_id} is already {view.state}: "
-                    f"apply it with 'mlflow-governance promote' instead."
-                )
+                raise Conflict(_not_pending(view))
             if decision == "reject" and view.kind == KIND_REVIEW:
                 raise Conflict(_REVIEW_STAYS.format(id=request_id, model=view.model))
             gates = self._request_gates(policy, view)
             if not gates:
-                raise Conflict(
-                    f"Request #{request_id} names gate '{view.gate}', which the "
-                    "policy in force no longer has; cancel it and request again."
-                )
+                raise Conflict(self._gate_gone(view))
             # With several gates on the target, an approver of any of them may vote; the
             # request is approved when every gate counts enough approvals.
             decisions = [may_approve(policy, gate, view.model, subject) for gate in gates]
@@ -330,6 +337,28 @@ class Workflow(WorkflowBase):
                 identity, action, view.model, view.version, *refusal, policy, request_id=request_id
             )
         return satisfied, view, gates
+
+    def _gate_gone(self, view: rq.RequestView) -> str:
+        """Why a request's gate is missing, and what to do, as true here as elsewhere.
+
+        The usual cause is two processes enforcing different policies (one with a file in
+        ``MLFLOW_GOVERNANCE_POLICY``, one with the applied policy), not a removed gate.
+        """
+        loaded = self.store.policies.current()
+        if loaded is None:
+            here = "the built-in audit-only default (no policy file, no applied policy)"
+        elif loaded.origin.startswith("file:"):
+            here = f"the file {loaded.origin[len('file:') :]} (MLFLOW_GOVERNANCE_POLICY)"
+        else:
+            here = f"applied policy #{loaded.origin.partition(':')[2]}"
+        return (
+            f"Request #{view.id} names gate '{view.gate}', which the policy in force here, "
+            f"{here}, does not have. If the gate is in the policy another process enforces "
+            "(a governance server started with MLFLOW_GOVERNANCE_POLICY, say), act through "
+            "that server (--tracking-uri) or apply the same policy here with "
+            "'mlflow-governance policy apply FILE'. If the gate was removed on purpose, "
+            f"the requester ({view.requester}) or a policy admin can cancel the request."
+        )
 
     def cancel(
         self, identity: Identity, request_id: int, comment: str | None = None

@@ -218,7 +218,7 @@ def test_a_deleted_row_is_named_as_a_gap() -> None:
     rows = make_chain(5)
     result = verify_rows(rows[:2] + rows[3:])
     assert (result.ok, result.broken_id, result.rows) == (False, 4, 2)
-    assert result.problem == "row 4: rows 3 are missing (deleted)"
+    assert result.problem == "row 4: row 3 is missing (deleted)"
     result = verify_rows(rows[:1] + rows[3:])
     assert result.problem == "row 4: rows 2..3 are missing (deleted)"
 
@@ -227,7 +227,7 @@ def test_a_chain_must_start_at_row_one() -> None:
     rows = make_chain(3)
     result = verify_rows(rows[1:])
     assert (result.ok, result.broken_id) == (False, 2)
-    assert result.problem == "row 2: rows 1 are missing (deleted)"
+    assert result.problem == "row 2: row 1 is missing (deleted)"
 
 
 def test_a_wrong_genesis_link_is_found_on_the_first_row() -> None:
@@ -272,7 +272,7 @@ def test_a_gap_before_an_unreadable_row_is_the_first_problem() -> None:
     rows = make_chain(5)
     result = verify_rows(_then_unreadable(rows[:1], 3))
     assert (result.ok, result.broken_id, result.rows) == (False, 3, 1)
-    assert result.problem == "row 3: rows 2 are missing (deleted)"
+    assert result.problem == "row 3: row 2 is missing (deleted)"
 
 
 def test_a_broken_row_before_an_unreadable_one_is_the_first_problem() -> None:

@@ -69,7 +69,7 @@ def test_a_time_that_cannot_be_read_is_reported_at_its_row(
 
     code, output, data = cli_verify(registry_uri)
     assert code == 1
-    assert output.startswith(f"BROKEN at row {BAD_ROW}: row {BAD_ROW}: its time"), output
+    assert output.startswith(f"BROKEN: row {BAD_ROW}: its time"), output
     assert "Traceback" not in output
     assert (data["ok"], data["broken_id"], data["problem"]) == (False, BAD_ROW, result.problem)
 
@@ -101,7 +101,7 @@ def test_a_missing_row_before_an_unreadable_one_is_reported_first(
     with sql.connect() as conn:
         result = chain_verify(conn)
     assert (result.ok, result.broken_id) == (False, 4)
-    assert result.problem == "row 4: rows 3 are missing (deleted)"
+    assert result.problem == "row 4: row 3 is missing (deleted)"
 
 
 @pytest.mark.parametrize(

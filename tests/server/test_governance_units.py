@@ -9,12 +9,12 @@ import pytest
 from flask import Flask
 
 from mlflow_governance.exceptions import ConfigurationError
+from mlflow_governance.server import blueprints
 from mlflow_governance.server.auth import (
     TrustedHeaderAuthenticator,
     TrustedProxyMiddleware,
     socket_peer,
 )
-from mlflow_governance.server import blueprints
 from mlflow_governance.server.context import EXTENSION_KEY
 from mlflow_governance.server.extension import Governance, registry_endpoints
 from mlflow_governance.server.openapi import build_spec

@@ -32,7 +32,7 @@ def _move(reg: Registry, user: str, model: str, version: int) -> str:
         actor=user,
         action="transition:Production",
         rule="gates.signoff",
-        allow="is open: mlflow-governance approve",
+        allow="is open. Follow it with",
     )
 
 
