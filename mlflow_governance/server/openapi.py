@@ -9,27 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 from mlflow_governance.inputs import MAX_INT64, MAX_VERSION
-from mlflow_governance.server.openapi_steps import STEP_SCHEMAS, step_paths
+from mlflow_governance.server.openapi_steps import (
+    STEP_SCHEMAS,
+    step_paths,
+)
+from mlflow_governance.server.openapi_steps import (
+    nullable as _nullable,
+)
+from mlflow_governance.server.openapi_steps import (
+    obj as _obj,
+)
+from mlflow_governance.server.openapi_steps import (
+    ref as _ref,
+)
 from mlflow_governance.workflow.tables import STATES
 
 OPENAPI_VERSION = "3.1.0"
-
-
-def _nullable(kind: str) -> dict[str, Any]:
-    return {"type": [kind, "null"]}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _obj(properties: dict[str, Any], *, extra: bool = False) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties),
-        "additionalProperties": extra,
-    }
 
 
 _APPROVAL = _obj(

@@ -1,5 +1,5 @@
-"""OpenAPI pieces for the pipeline steps and admin routes: check, promote, rollback,
-audit export, verify and checkpoint, applying and explaining the policy.
+"""OpenAPI pieces: schema helpers, and the pipeline steps and admin routes (check,
+promote, rollback, audit export, verify and checkpoint, applying and explaining the policy).
 """
 
 from __future__ import annotations
@@ -10,15 +10,18 @@ from typing import Any
 from mlflow_governance.inputs import MAX_VERSION
 
 
-def _nullable(kind: str) -> dict[str, Any]:
+def nullable(kind: str) -> dict[str, Any]:
+    """A JSON Schema type that also allows null."""
     return {"type": [kind, "null"]}
 
 
-def _ref(name: str) -> dict[str, str]:
+def ref(name: str) -> dict[str, str]:
+    """A reference to a schema of the document's components."""
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _obj(properties: dict[str, Any], *, extra: bool = False) -> dict[str, Any]:
+def obj(properties: dict[str, Any], *, extra: bool = False) -> dict[str, Any]:
+    """An object schema whose properties are all required."""
     return {
         "type": "object",
         "properties": properties,
@@ -28,10 +31,10 @@ def _obj(properties: dict[str, Any], *, extra: bool = False) -> dict[str, Any]:
 
 
 _VERSION = {"type": ["integer", "string"], "description": f"A version number, 1 to {MAX_VERSION}"}
-_REQUEST_OR_NULL = {"anyOf": [_ref("Request"), {"type": "null"}]}
+_REQUEST_OR_NULL = {"anyOf": [ref("Request"), {"type": "null"}]}
 
 STEP_SCHEMAS: dict[str, Any] = {
-    "CheckResult": _obj(
+    "CheckResult": obj(
         {
             "model": {"type": "string"},
             "version": {"type": "integer"},
@@ -58,11 +61,11 @@ STEP_SCHEMAS: dict[str, Any] = {
             "model": {"type": "string"},
             "version": _VERSION,
             "to": {"type": "string", "examples": ["Production", "@champion"]},
-            "comment": _nullable("string"),
+            "comment": nullable("string"),
         },
         "required": ["model", "version", "to"],
     },
-    "PromoteResult": _obj(
+    "PromoteResult": obj(
         {
             "status": {
                 "type": "string",
@@ -82,14 +85,14 @@ STEP_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "model": {"type": "string"},
-            "stage": _nullable("string"),
-            "alias": _nullable("string"),
-            "comment": _nullable("string"),
+            "stage": nullable("string"),
+            "alias": nullable("string"),
+            "comment": nullable("string"),
         },
         "required": ["model"],
         "description": "Exactly one of stage and alias.",
     },
-    "RollbackResult": _obj(
+    "RollbackResult": obj(
         {
             "status": {"type": "string", "enum": ["applied", "requested"]},
             "model": {"type": "string"},
@@ -108,14 +111,14 @@ STEP_SCHEMAS: dict[str, Any] = {
             }
         },
     },
-    "VerifyResult": _obj(
+    "VerifyResult": obj(
         {
             "ok": {"type": "boolean"},
             "rows": {"type": "integer"},
-            "head_id": _nullable("integer"),
-            "head_hash": _nullable("string"),
-            "broken_id": _nullable("integer"),
-            "problem": _nullable("string"),
+            "head_id": nullable("integer"),
+            "head_hash": nullable("string"),
+            "broken_id": nullable("integer"),
+            "problem": nullable("string"),
         }
     ),
     "Checkpoint": {
@@ -136,14 +139,14 @@ STEP_SCHEMAS: dict[str, Any] = {
         },
         "required": ["policy", "source"],
     },
-    "PolicyApplied": _obj(
+    "PolicyApplied": obj(
         {
             "id": {"type": "integer"},
             "sha256": {"type": "string"},
             "changed": {"type": "boolean"},
             "diff": {"type": "string"},
             "overridden_by": {
-                **_nullable("string"),
+                **nullable("string"),
                 "description": "A policy file this server enforces instead",
             },
         }
@@ -182,7 +185,7 @@ def step_paths(
     def body(schema: str, required: bool = True) -> dict[str, Any]:
         return {
             "required": required,
-            "content": {"application/json": {"schema": _ref(schema)}},
+            "content": {"application/json": {"schema": ref(schema)}},
         }
 
     def required(name: str, description: str, kind: str = "string", **bounds: int) -> Any:
