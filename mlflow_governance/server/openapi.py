@@ -9,34 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 from mlflow_governance.inputs import MAX_INT64, MAX_VERSION
-from mlflow_governance.server.openapi_steps import (
-    STEP_SCHEMAS,
-    step_paths,
-)
-from mlflow_governance.server.openapi_steps import (
-    nullable as _nullable,
-)
-from mlflow_governance.server.openapi_steps import (
-    obj as _obj,
-)
-from mlflow_governance.server.openapi_steps import (
-    ref as _ref,
-)
+from mlflow_governance.server.openapi_steps import STEP_SCHEMAS, nullable, obj, ref, step_paths
 from mlflow_governance.workflow.tables import STATES
 
 OPENAPI_VERSION = "3.1.0"
 
 
-_APPROVAL = _obj(
+_APPROVAL = obj(
     {
         "approver": {"type": "string"},
         "decision": {"type": "string", "enum": ["approve", "reject"]},
-        "comment": _nullable("string"),
+        "comment": nullable("string"),
         "time": {"type": "string", "description": "ISO-8601 UTC"},
     }
 )
 
-_REQUEST = _obj(
+_REQUEST = obj(
     {
         "id": {"type": "integer"},
         "model": {"type": "string"},
@@ -44,19 +32,19 @@ _REQUEST = _obj(
         "target": {"type": "string", "description": "A stage (Production) or @alias"},
         "state": {"type": "string", "enum": list(STATES)},
         "requester": {"type": "string"},
-        "approvals": {"type": "array", "items": _ref("Approval")},
-        "rejections": {"type": "array", "items": _ref("Approval")},
+        "approvals": {"type": "array", "items": ref("Approval")},
+        "rejections": {"type": "array", "items": ref("Approval")},
         "kind": {"type": "string", "enum": ["promotion", "rollback", "review"]},
-        "gate": _nullable("string"),
-        "comment": _nullable("string"),
+        "gate": nullable("string"),
+        "comment": nullable("string"),
         "archive_existing": {"type": "boolean"},
         "created_at": {"type": "string"},
         "updated_at": {"type": "string"},
-        "closed_by": _nullable("string"),
-        "closed_reason": _nullable("string"),
-        "applied_at": _nullable("string"),
-        "applied_by": _nullable("string"),
-        "needs": {**_nullable("string"), "description": "What the gate still needs"},
+        "closed_by": nullable("string"),
+        "closed_reason": nullable("string"),
+        "applied_at": nullable("string"),
+        "applied_by": nullable("string"),
+        "needs": {**nullable("string"), "description": "What the gate still needs"},
     },
     extra=True,  # e.g. apply_error when the last approval could not apply the move
 )
@@ -81,26 +69,26 @@ def _audit_row() -> dict[str, Any]:
             properties[column.name] = special[column.name]
             continue
         kind = "integer" if isinstance(column.type, sa.Integer) else "string"
-        properties[column.name] = _nullable(kind) if column.nullable else {"type": kind}
-    return _obj(properties)
+        properties[column.name] = nullable(kind) if column.nullable else {"type": kind}
+    return obj(properties)
 
 
-_HISTORY_EVENT = _obj(
+_HISTORY_EVENT = obj(
     {
         "time": {"type": "string"},
         "actor": {"type": "string"},
         "action": {"type": "string"},
-        "version": _nullable("integer"),
+        "version": nullable("integer"),
         "kind": {"type": "string", "enum": ["stage", "alias"]},
         "name": {"type": "string"},
-        "before": _nullable("string"),
-        "after": _nullable("string"),
+        "before": nullable("string"),
+        "after": nullable("string"),
         "audit_id": {"type": "integer"},
-        "request_id": _nullable("integer"),
+        "request_id": nullable("integer"),
     }
 )
 
-_HOLDING = _obj(
+_HOLDING = obj(
     {
         "kind": {"type": "string", "enum": ["stage", "alias"]},
         "name": {"type": "string"},
@@ -108,7 +96,7 @@ _HOLDING = _obj(
         "since": {"type": "string"},
         "actor": {"type": "string"},
         "audit_id": {"type": "integer"},
-        "request_id": _nullable("integer"),
+        "request_id": nullable("integer"),
     }
 )
 
@@ -126,7 +114,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "Approval": _APPROVAL,
     "Request": _REQUEST,
-    "RequestList": {"type": "array", "items": _ref("Request")},
+    "RequestList": {"type": "array", "items": ref("Request")},
     "NewRequest": {
         "type": "object",
         "properties": {
@@ -136,44 +124,44 @@ SCHEMAS: dict[str, Any] = {
                 "description": f"A version number, 1 to {MAX_VERSION}",
             },
             "target": {"type": "string", "examples": ["Production", "@champion"]},
-            "comment": _nullable("string"),
+            "comment": nullable("string"),
         },
         "required": ["model", "version", "target"],
     },
-    "Comment": {"type": "object", "properties": {"comment": _nullable("string")}},
+    "Comment": {"type": "object", "properties": {"comment": nullable("string")}},
     "AuditRow": _audit_row(),
-    "AuditList": {"type": "array", "items": _ref("AuditRow")},
+    "AuditList": {"type": "array", "items": ref("AuditRow")},
     "HistoryEvent": _HISTORY_EVENT,
     "Holding": _HOLDING,
     "History": {
         "type": "array",
-        "items": {"anyOf": [_ref("HistoryEvent"), _ref("Holding")]},
+        "items": {"anyOf": [ref("HistoryEvent"), ref("Holding")]},
         "description": "Events oldest first; with ?at=, the holders at that time.",
     },
-    "PolicyDocument": _obj(
+    "PolicyDocument": obj(
         {
             "origin": {"type": "string", "description": "file:PATH, database:ID or default"},
             "mode": {"type": "string", "enum": ["enforce", "audit-only"]},
-            "source": _obj(
+            "source": obj(
                 {
                     "kind": {"type": "string", "enum": ["file", "applied", "default"]},
-                    "path": _nullable("string"),
-                    "sha256": _nullable("string"),
-                    "version": _nullable("integer"),
+                    "path": nullable("string"),
+                    "sha256": nullable("string"),
+                    "version": nullable("integer"),
                 }
             ),
             "policy": {"type": "object"},
         }
     ),
     **STEP_SCHEMAS,
-    "WhoAmI": _obj(
+    "WhoAmI": obj(
         {
             "user": {"type": "string"},
             "identity_source": {"type": "string"},
             "groups": {"type": "array", "items": {"type": "string"}},
             "auth": {"type": "string", "enum": ["basic", "trusted-header"]},
-            "client_address": _nullable("string"),
-            "user_agent": _nullable("string"),
+            "client_address": nullable("string"),
+            "user_agent": nullable("string"),
         }
     ),
 }
@@ -194,13 +182,13 @@ def _responses(ok: str, schema: str, description: str, *, errors: str = "401") -
     out: dict[str, Any] = {
         ok: {
             "description": description,
-            "content": {"application/json": {"schema": _ref(schema)}},
+            "content": {"application/json": {"schema": ref(schema)}},
         }
     }
     for code in [*errors.split(","), "500"]:
         out[code] = {
             "description": _ERRORS[code],
-            "content": {"application/json": {"schema": _ref("Error")}},
+            "content": {"application/json": {"schema": ref("Error")}},
         }
     return out
 
@@ -231,7 +219,7 @@ def _vote(action: str, summary: str) -> dict[str, Any]:
             "parameters": [_REQUEST_ID],
             "requestBody": {
                 "required": False,
-                "content": {"application/json": {"schema": _ref("Comment")}},
+                "content": {"application/json": {"schema": ref("Comment")}},
             },
             "responses": _responses(
                 "200", "Request", "The request after the action", errors="400,401,403,404,409"
@@ -278,7 +266,7 @@ def build_spec(prefix: str, auth_mode: str) -> dict[str, Any]:
                 "summary": "Open (or reuse) a promotion request",
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("NewRequest")}},
+                    "content": {"application/json": {"schema": ref("NewRequest")}},
                 },
                 "responses": _responses(
                     "201", "Request", "The open request", errors="400,401,403,404"
@@ -332,7 +320,7 @@ def build_spec(prefix: str, auth_mode: str) -> dict[str, Any]:
                 "summary": "Validate and apply a policy (needs policy:admin)",
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("NewPolicy")}},
+                    "content": {"application/json": {"schema": ref("NewPolicy")}},
                 },
                 "responses": _responses(
                     "200", "PolicyApplied", "Applied, or unchanged", errors="400,401,403"
