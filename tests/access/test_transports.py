@@ -270,3 +270,35 @@ def test_the_remote_audit_rows_say_server(worlds: tuple[World, World]) -> None:
     data = json.loads(mine.stdout)
     assert (data["user"], data["identity_source"]) == ("carol", "server")
     assert data["server"].startswith("http://127.0.0.1:")
+
+
+def test_governance_client_speaks_to_the_server(worlds: tuple[World, World]) -> None:
+    """``GovernanceClient`` in remote mode: the same answers, errors as MlflowException."""
+    from mlflow.exceptions import MlflowException
+
+    from mlflow_governance.client import GovernanceClient
+    from mlflow_governance.identity import SOURCE_ASSERTED, Identity
+
+    local, remote = worlds
+    server = str(remote.env["MLFLOW_TRACKING_URI"])
+    with _environ(
+        {"MLFLOW_TRACKING_USERNAME": "dave", "MLFLOW_TRACKING_PASSWORD": password_of("dave")}
+    ):
+        client = GovernanceClient(tracking_uri=server)
+        assert client.remote
+        assert client.whoami()["identity_source"] == "server"
+        over_http = client.history(MODEL)
+        with pytest.raises(MlflowException) as refused:
+            client.apply_policy(POLICY)  # dave is no policy admin
+        assert refused.value.error_code == "PERMISSION_DENIED"
+        with pytest.raises(MlflowException) as bad:
+            client.check(MODEL, 1, "nope")
+        assert bad.value.error_code == "INVALID_PARAMETER_VALUE"
+    with _environ({"MLFLOW_GOVERNANCE_POLICY": POLICY}):
+        here = GovernanceClient(
+            str(local.env["MLFLOW_REGISTRY_URI"]), identity=Identity("dave", SOURCE_ASSERTED)
+        )
+        assert not here.remote
+        assert normalise(here.history(MODEL)) == normalise(over_http)
+    with pytest.raises(MlflowException, match="decides who the caller is"):
+        GovernanceClient(server, identity=Identity("dave", SOURCE_ASSERTED))
