@@ -38,6 +38,7 @@ from mlflow_governance.mlflow_errors import governance_cause, to_mlflow
 from mlflow_governance.policy import Policy, Subject, authorize, gates_for, tag_write_decision
 from mlflow_governance.state import FOLDING_DIALECTS, LockedModel, lock_model
 from mlflow_governance.store_base import GovernedStoreBase
+from mlflow_governance.transient import run_again_if_transient
 from mlflow_governance.workflow.gate import GateKeeper
 from mlflow_governance.workflow.moves import Move, Verdict
 from mlflow_governance.workflow.request_rows import ALIAS, STAGE, Target
@@ -239,17 +240,28 @@ class GovernedWritePath(GovernedStoreBase):
         if verdict.open_request and move is not None and move.version is not None:
             from mlflow_governance.workflow.promotion import Workflow
 
-            view = Workflow(self).open_request(
-                op.identity,
-                move.model,
-                move.version,
-                move.target,
-                comment="opened by a refused registry call",
-                archive_existing=move.archive_existing,
-                rollback=move.rollback,
+            workflow, held, number = Workflow(self), move, move.version
+
+            # Its own transaction, racing the apply of another request on MariaDB, which
+            # may pick it as a deadlock's victim: opened again, never a crash.
+            view = run_again_if_transient(
+                lambda: workflow.open_request(
+                    op.identity,
+                    held.model,
+                    number,
+                    held.target,
+                    comment="opened by a refused registry call",
+                    archive_existing=held.archive_existing,
+                    rollback=held.rollback,
+                )
             )
             request_id = view.id
             hint = request_hint(view.id, view.model)
+        return run_again_if_transient(lambda: self._refusal_of(op, verdict, request_id, hint))
+
+    def _refusal_of(
+        self, op: capture.Operation, verdict: Verdict, request_id: int | None, hint: str | None
+    ) -> GovernanceError:
         return refusal(
             self.engine,
             op.identity,

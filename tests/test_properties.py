@@ -366,7 +366,7 @@ class Lab:
             gov = GovernanceClient(uri)
             client = MlflowClient(registry_uri=uri)
             client._get_registry_client()  # builds (and caches) the store in this mode
-            self.clients[mode] = (client, gov, gov.workflow)
+            self.clients[mode] = (client, gov, Workflow(gov.store))
             self._seed(mode)
             self.templates[mode] = self._snapshot_rows(mode)
 

@@ -1,0 +1,50 @@
+"""Database errors that say "try the same transaction again", and the retry for them.
+
+MariaDB/MySQL resolve a lock cycle by killing one of its transactions (error 1213) or give
+up waiting (1205); PostgreSQL reports deadlocks (SQLSTATE 40P01) and serialisation
+failures (40001). Nothing of such a transaction was committed, so running it again is
+safe; the caller sees success, or the error once the attempts are spent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import sqlalchemy.exc
+import tenacity
+
+T = TypeVar("T")
+
+_MYSQL_RETRY_CODES = frozenset({1205, 1213})
+_POSTGRES_RETRY_STATES = frozenset({"40P01", "40001"})
+#: Attempts in all, and the longest pause between two (seconds, with random jitter).
+ATTEMPTS = 4
+_MAX_PAUSE = 0.2
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a deadlock or serialisation failure worth running again."""
+    if not isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.DBAPIError):
+        return False
+    orig = getattr(exc, "orig", None)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _MYSQL_RETRY_CODES:
+        return True
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return state in _POSTGRES_RETRY_STATES
+
+
+def run_again_if_transient(fn: Callable[[], T]) -> T:
+    """Run ``fn`` (one whole transaction), again after a deadlock, a few times at most.
+
+    Raises:
+        Exception: ``fn``'s error, when it is not transient or the attempts are spent.
+    """
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_transient),
+        stop=tenacity.stop_after_attempt(ATTEMPTS),
+        wait=tenacity.wait_random(0, _MAX_PAUSE),
+        reraise=True,
+    )
+    return retrying(fn)
