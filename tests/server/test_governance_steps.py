@@ -121,9 +121,11 @@ def test_audit_export_verify_and_checkpoint_need_audit_read(gov: GovServer) -> N
     assert gov.call("admin", "POST", "/audit/verify", json={"checkpoint": forged})["ok"] is False
     bad = gov.call("admin", "POST", "/audit/verify", json={"checkpoint": {"rows": "x"}}, expect=400)
     assert "not an audit checkpoint" in bad["message"]
-    rows = gov.call("dave", "GET", "/audit/export", params={"model": "steps-check"})
-    assert rows and all(row["model"] == "steps-check" for row in rows)
-    text = gov.api("dave", "GET", "/audit/export", params={"model": "steps-check", "format": "csv"})
+    name = "steps-export"
+    register(gov, "alice", name)
+    rows = gov.call("dave", "GET", "/audit/export", params={"model": name})
+    assert rows and all(row["model"] == name for row in rows)
+    text = gov.api("dave", "GET", "/audit/export", params={"model": name, "format": "csv"})
     assert text.status_code == 200 and text.text.startswith("id,")
     assert gov.api("dave", "GET", "/audit/export", params={"format": "xml"}).status_code == 400
 
