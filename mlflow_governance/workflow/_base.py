@@ -39,14 +39,6 @@ from mlflow_governance.workflow.tables import (
 #: The actor of housekeeping the plugin does by itself (expiring stale requests).
 SYSTEM = Identity("mlflow-governance", "system")
 
-# A break-glass move has happened already; its review stays open until approvers approve
-# it, so neither rejecting nor cancelling (nor expiry) may close it quietly.
-_REVIEW_STAYS = (
-    "Request #{id} is the post-hoc review of a break-glass move made already: it stays "
-    "pending until approved, and cannot be rejected or cancelled. To undo the move, roll "
-    "it back: mlflow-governance rollback {model} --stage STAGE|--alias ALIAS."
-)
-
 
 class WorkflowBase:
     """Requests on one governed store: reading and shared helpers.

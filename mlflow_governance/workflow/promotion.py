@@ -21,6 +21,7 @@ from mlflow_governance.policy import (
 )
 from mlflow_governance.workflow import request_rows as rq
 from mlflow_governance.workflow._base import WorkflowBase
+from mlflow_governance.workflow.advice import REVIEW_STAYS, gate_gone, not_pending
 from mlflow_governance.workflow.moves import GateStatus, Move, _fact
 from mlflow_governance.workflow.tables import (
     APPROVED,
@@ -33,27 +34,6 @@ from mlflow_governance.workflow.tables import (
     REJECTED,
     SUPERSEDED,
 )
-
-# A break-glass move has happened already; its review stays open until approvers approve
-# it, so neither rejecting nor cancelling (nor expiry) may close it quietly.
-_REVIEW_STAYS = (
-    "Request #{id} is the post-hoc review of a break-glass move made already: it stays "
-    "pending until approved, and cannot be rejected or cancelled. To undo the move, roll "
-    "it back: mlflow-governance rollback {model} --stage STAGE|--alias ALIAS."
-)
-
-
-def _not_pending(view: rq.RequestView) -> str:
-    if view.state == APPROVED:
-        return (
-            f"Request #{view.id} is already approved: apply it with "
-            f"'mlflow-governance promote {view.model} {view.version} --to {view.target}'."
-        )
-    return (
-        f"Request #{view.id} is already {view.state}: votes are closed. To make this move, "
-        f"open a new request: 'mlflow-governance request {view.model} {view.version} "
-        f"--to {view.target}'."
-    )
 
 
 class Workflow(WorkflowBase):
@@ -235,12 +215,13 @@ class Workflow(WorkflowBase):
             rq.lock_open(conn, request_id, now)
             view = self._visible(rq.load(conn, request_id))
             if view.state != PENDING:
-                raise Conflict(_not_pending(view))
+                raise Conflict(not_pending(view))
             if decision == "reject" and view.kind == KIND_REVIEW:
-                raise Conflict(_REVIEW_STAYS.format(id=request_id, model=view.model))
+                raise Conflict(REVIEW_STAYS.format(id=request_id, model=view.model))
             gates = self._request_gates(policy, view)
             if not gates:
-                raise Conflict(self._gate_gone(view))
+                loaded = self.store.policies.current()
+                raise Conflict(gate_gone(view, loaded.origin if loaded else None))
             # With several gates on the target, an approver of any of them may vote; the
             # request is approved when every gate counts enough approvals.
             decisions = [may_approve(policy, gate, view.model, subject) for gate in gates]
@@ -338,28 +319,6 @@ class Workflow(WorkflowBase):
             )
         return satisfied, view, gates
 
-    def _gate_gone(self, view: rq.RequestView) -> str:
-        """Why a request's gate is missing, and what to do, as true here as elsewhere.
-
-        The usual cause is two processes enforcing different policies (one with a file in
-        ``MLFLOW_GOVERNANCE_POLICY``, one with the applied policy), not a removed gate.
-        """
-        loaded = self.store.policies.current()
-        if loaded is None:
-            here = "the built-in audit-only default (no policy file, no applied policy)"
-        elif loaded.origin.startswith("file:"):
-            here = f"the file {loaded.origin[len('file:') :]} (MLFLOW_GOVERNANCE_POLICY)"
-        else:
-            here = f"applied policy #{loaded.origin.partition(':')[2]}"
-        return (
-            f"Request #{view.id} names gate '{view.gate}', which the policy in force here, "
-            f"{here}, does not have. If the gate is in the policy another process enforces "
-            "(a governance server started with MLFLOW_GOVERNANCE_POLICY, say), act through "
-            "that server (--tracking-uri) or apply the same policy here with "
-            "'mlflow-governance policy apply FILE'. If the gate was removed on purpose, "
-            f"the requester ({view.requester}) or a policy admin can cancel the request."
-        )
-
     def cancel(
         self, identity: Identity, request_id: int, comment: str | None = None
     ) -> rq.RequestView:
@@ -371,7 +330,7 @@ class Workflow(WorkflowBase):
             rq.lock_open(conn, request_id, now)
             view = self._visible(rq.load(conn, request_id))
             if view.kind == KIND_REVIEW:
-                raise Conflict(_REVIEW_STAYS.format(id=request_id, model=view.model))
+                raise Conflict(REVIEW_STAYS.format(id=request_id, model=view.model))
             admin = authorize(policy, self.store.subject_of(identity), "policy:admin", view.model)
             own = identity.user == view.requester
             if own or admin.granted or not policy.enforcing:

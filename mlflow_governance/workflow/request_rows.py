@@ -333,7 +333,11 @@ def lock_open(conn: sa.Connection, request_id: int, now: datetime) -> None:
     state = conn.execute(sa.select(requests.c.state).where(requests.c.id == request_id)).scalar()
     if state is None:
         load(conn, request_id)  # raises NotFound with the standard message
-    raise Conflict(f"Promotion request #{request_id} is {state}; only open requests can change.")
+    raise Conflict(
+        f"Promotion request #{request_id} is {state}; only open requests can change. "
+        "To make its move now, open a new request (mlflow-governance request NAME VERSION "
+        "--to TARGET)."
+    )
 
 
 def transition(

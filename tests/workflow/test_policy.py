@@ -114,3 +114,44 @@ def test_explain(reg: Registry) -> None:
     assert text.exit_code == 0
     assert "carol on model fraud (mode enforce, policy file:" in text.stdout
     assert "transition:Staging  bindings[1] (role promoter)" in text.stdout
+
+
+def test_two_processes_two_policies_get_true_advice(reg: Registry) -> None:
+    """The new user's trap: one process enforces a file, another runs without it.
+
+    The request opened under the file's gate cannot be voted on where no such gate is in
+    force; the refusal says which policy is in force here and both real ways out, and
+    ``policy show`` says where each side's policy comes from.
+    """
+    version = reg.seed("fraud", tags={"validation_status": "passed"}, stages=["Staging"])
+    reg.use_policy("team")
+    opened = reg.cli.json("carol", "request", "fraud", str(version), "--to", "Production")
+    assert reg.cli.json("carol", "policy", "show")["source"]["kind"] == "file"
+
+    reg.monkeypatch.delenv("MLFLOW_GOVERNANCE_POLICY")  # the other shell: no policy at all
+    shown = reg.cli.json("dave", "policy", "show")
+    assert shown["source"] == {"kind": "default", "path": None, "sha256": None, "version": None}
+    refused = reg.cli("dave", "approve", str(opened["id"]))
+    assert refused.exit_code == 1
+    message = refused.stderr
+    assert "names gate 'production', which the policy in force here, the built-in" in message
+    assert "act through that server (--tracking-uri)" in message
+    assert "cancel it and request again" not in message
+
+    # Once a policy is applied and this process's file differs, every command says so once.
+    reg.cli.json("admin", "policy", "apply", policy_path("open"))
+    reg.use_policy("team")
+    listed = reg.cli("dave", "requests")
+    assert listed.stderr.count("Warning: MLFLOW_GOVERNANCE_POLICY=") == 1
+    assert "newest applied policy is #1" in listed.stderr
+
+
+def test_a_vote_on_a_closed_request_says_what_to_do(reg: Registry) -> None:
+    version = reg.seed("fraud", tags={"validation_status": "passed"}, stages=["Staging"])
+    reg.use_policy("team")
+    opened = reg.cli.json("carol", "request", "fraud", str(version), "--to", "Production")
+    reg.cli.json("carol", "cancel", str(opened["id"]))
+    late = reg.cli("dave", "approve", str(opened["id"]))
+    assert late.exit_code == 1
+    assert "request #1 is cancelled; only open requests can change" in late.stderr
+    assert "open a new request (mlflow-governance request NAME VERSION" in late.stderr
