@@ -78,3 +78,44 @@ def restore_head(connection: sa.Connection) -> bool:
     seq, head_hash = (int(newest.id), newest.hash) if newest else (0, GENESIS_HASH)
     connection.execute(sa.insert(audit_head).values(id=HEAD_ROW_ID, seq=seq, hash=head_hash))
     return True
+
+
+# ---------------------------------------------------------------- the transactional outbox
+
+#: Outbox delivery states.
+EVENT_PENDING = "pending"
+EVENT_DELIVERED = "delivered"
+EVENT_DEAD = "dead"
+EVENT_STATES = (EVENT_PENDING, EVENT_DELIVERED, EVENT_DEAD)
+
+outbox = sa.Table(
+    "governance_outbox",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    # Stable across redeliveries (consumers de-duplicate on it): derived from the audit
+    # row the event comes from.
+    sa.Column("event_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    # As the audit row stores it (its safe form when the name was unstorable).
+    sa.Column("model", audit_log.c.model.type),
+    sa.Column("version", sa.Integer),
+    sa.Column("audit_id", sa.BigInteger),
+    sa.Column("time", UTC_MICROS, nullable=False),
+    # JSON with non-ASCII escaped; the audit row's reason alone may fill MySQL's TEXT.
+    sa.Column("data", sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, server_default=EVENT_PENDING),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTC_MICROS, nullable=False),
+    sa.Column("claimed_by", sa.String(64)),
+    sa.Column("claimed_until", UTC_MICROS),
+    sa.Column("delivered_to", sa.Text),
+    sa.Column("last_error", sa.Text),
+    sa.Column("delivered_at", UTC_MICROS),
+    sa.Index("ix_governance_outbox_due", "state", "next_attempt_at"),
+    sa.Index("ix_governance_outbox_model", "model", "id"),
+)

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from mlflow_governance.audit.chain import row_hash
+from mlflow_governance.audit.outbox import enqueue
 from mlflow_governance.audit.storable import storage_of
 from mlflow_governance.audit.tables import HEAD_ROW_ID, audit_head, audit_log
 from mlflow_governance.clock import utc_now
@@ -87,6 +88,27 @@ def saw_head(session: Session, seq: int | None, head_hash: str | None) -> None:
 
 
 def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
+    """Chain and insert audit rows, and their events, in the executor's open transaction.
+
+    The events the rows announce (SPEC section 8) go into ``governance_outbox`` in the
+    same transaction: they commit with the change or not at all, and a dispatcher
+    delivers them later, never in the write path.
+
+    Args:
+        executor: A Session or Connection inside the transaction of the change.
+        entries: The rows to append, in order.
+
+    Returns:
+        The inserted rows as dictionaries (with ids and hashes).
+    """
+    rows = _append_rows(executor, entries)
+    if rows:
+        connection = executor.connection() if isinstance(executor, Session) else executor
+        enqueue(connection, rows, rows[0]["time"])
+    return rows
+
+
+def _append_rows(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
     """Chain and insert audit rows in the executor's open transaction.
 
     The head row is updated before it is read: the update takes a row lock on PostgreSQL

@@ -14,7 +14,7 @@ from mlflow_governance.exceptions import ConfigurationError
 
 VERSION_TABLE = "governance_alembic_version"
 #: The newest revision this release ships; bump with every new migration.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 #: Every revision this release knows, oldest first.
 KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
 

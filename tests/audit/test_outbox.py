@@ -1,0 +1,57 @@
+"""Events are written to the outbox with their change, in its transaction, on every backend."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from mlflow.exceptions import MlflowException
+
+from mlflow_governance.audit.event_catalog import event_id
+from mlflow_governance.audit.tables import audit_log, outbox
+
+
+def _events(sql: sa.Engine) -> list[dict[str, Any]]:
+    with sql.connect() as conn:
+        rows = conn.execute(sa.select(outbox).order_by(outbox.c.id)).mappings().all()
+    return [{**row, "data": json.loads(row["data"])} for row in rows]
+
+
+def test_each_change_announces_its_events(logged: int, sql: sa.Engine) -> None:
+    events = _events(sql)
+    assert [(e["type"], e["model"], e["version"]) for e in events] == [
+        ("model_version.registered", "fraud", 1),
+        ("model_version.registered", "fraud", 2),
+        ("model_version.transitioned", "fraud", 1),
+        ("alias.set", "fraud", 1),
+    ]
+    moved = events[2]["data"]
+    assert (moved["actor"], moved["from"], moved["to"]) == ("bob", "None", "Staging")
+    assert events[3]["data"]["alias"] == "champion"
+    assert {e["state"] for e in events} == {"pending"}
+    # The id is derived from the audit row: the same row always gives the same id.
+    with sql.connect() as conn:
+        hashes = dict(conn.execute(sa.select(audit_log.c.id, audit_log.c.hash)).all())
+    for event in events:
+        assert event["event_id"] == event_id(hashes[event["audit_id"]], event["type"])
+
+
+def test_a_refusal_announces_access_denied_and_nothing_else(
+    store: Any, sql: sa.Engine, as_user: Callable[[str], None], tmp_path: Any, monkeypatch: Any
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "version: 1\nmode: enforce\nroles:\n  admin: ['*']\n"
+        "bindings:\n  - role: admin\n    principals: ['user:alice']\n"
+    )
+    monkeypatch.setenv("MLFLOW_GOVERNANCE_POLICY", str(policy))
+    as_user("mallory")
+    with pytest.raises(MlflowException):
+        store.create_registered_model("fraud")
+    events = _events(sql)
+    assert [e["type"] for e in events] == ["access.denied"]
+    assert events[0]["data"]["actor"] == "mallory"
+    assert events[0]["data"]["action"] == "create_registered_model"
