@@ -128,6 +128,16 @@ class LocalAccess:
         """The chain head."""
         return _plain(self.service.audit_checkpoint(self.who()))
 
+    # ------------------------------------------------------------------ events
+
+    def events_list(self, state: str | None = None, limit: int | None = None) -> Any:
+        """Outbox events, newest first."""
+        return _plain(self.service.events_list(self.who(), state, limit))
+
+    def events_retry(self, event: int | None = None, dead: bool = False) -> Any:
+        """Make an event, or every dead one, due again."""
+        return _plain(self.service.events_retry(self.who(), event, dead))
+
     # ------------------------------------------------------------------ policy and identity
 
     def policy_show(self) -> Any:

@@ -214,6 +214,16 @@ class RemoteAccess:
         """The chain head, to keep outside the database."""
         return self._call("POST", "audit/checkpoint", body={})
 
+    # ------------------------------------------------------------------ events
+
+    def events_list(self, state: str | None = None, limit: int | None = None) -> Any:
+        """Outbox events on the server's database, newest first."""
+        return self._call("GET", "events", params={"state": state, "limit": limit})
+
+    def events_retry(self, event: int | None = None, dead: bool = False) -> Any:
+        """Make an event, or every dead one, due again."""
+        return self._call("POST", "events/retry", body={"event": event, "dead": dead})
+
     # ------------------------------------------------------------------ policy and identity
 
     def policy_show(self) -> Any:

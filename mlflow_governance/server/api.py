@@ -178,6 +178,25 @@ def history() -> Response:
     return _json(service().history(_me(), request.args.get("model"), request.args.get("at")))
 
 
+# ---------------------------------------------------------------------- events
+
+
+@blueprint.get("/events")
+@_mlflow_errors
+def events() -> Response:
+    """Outbox events, newest first: ``?state=pending|delivered|dead&limit=``."""
+    args = request.args
+    return _json(service().events_list(_me(), args.get("state"), args.get("limit")))
+
+
+@blueprint.post("/events/retry")
+@_mlflow_errors
+def events_retry() -> Response:
+    """Make one event (``{"event": ID}``) or every dead one (``{"dead": true}``) due again."""
+    body = _body()
+    return _json(service().events_retry(_me(), body.get("event"), body.get("dead") is True))
+
+
 # ---------------------------------------------------------------------- policy and identity
 
 

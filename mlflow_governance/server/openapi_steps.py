@@ -151,6 +151,27 @@ STEP_SCHEMAS: dict[str, Any] = {
             },
         }
     ),
+    "Event": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "event_id": {"type": "string"},
+            "type": {"type": "string"},
+            "model": nullable("string"),
+            "version": nullable("integer"),
+            "state": {"type": "string", "enum": ["pending", "delivered", "dead"]},
+            "attempts": {"type": "integer"},
+            "data": {"type": "object"},
+        },
+        "required": ["id", "event_id", "type", "state", "attempts", "data"],
+    },
+    "EventList": {"type": "array", "items": ref("Event")},
+    "EventRetry": {
+        "type": "object",
+        "properties": {"event": nullable("integer"), "dead": {"type": "boolean"}},
+        "description": "Exactly one of event and dead=true.",
+    },
+    "Retried": obj({"retried": {"type": "integer"}}),
     "PolicyExplanation": {
         "type": "object",
         "properties": {
@@ -259,6 +280,27 @@ def step_paths(
                 "summary": "The chain head to keep outside the database "
                 "(needs audit:read on every model)",
                 "responses": responses("200", "Checkpoint", "The checkpoint", errors="401,403,409"),
+            }
+        },
+        f"{prefix}/events": {
+            "get": {
+                "operationId": "listEvents",
+                "summary": "Outbox events, newest first (needs audit:read on every model)",
+                "parameters": [
+                    query("state", "pending, delivered or dead"),
+                    query("limit", "At most this many (default 100)", "integer", minimum=1),
+                ],
+                "responses": responses("200", "EventList", "The events", errors="400,401,403"),
+            }
+        },
+        f"{prefix}/events/retry": {
+            "post": {
+                "operationId": "retryEvents",
+                "summary": "Make one event, or every dead one, due again (needs policy:admin)",
+                "requestBody": body("EventRetry"),
+                "responses": responses(
+                    "200", "Retried", "How many are due again", errors="400,401,403,404"
+                ),
             }
         },
         f"{prefix}/policy/explain": {

@@ -376,6 +376,8 @@ def test_policy_whoami_and_openapi(gov: GovServer) -> None:
         "/audit/verify",
         "/audit/checkpoint",
         "/policy/explain",
+        "/events",
+        "/events/retry",
     }
     assert set(spec["paths"]) == {prefix + path for path in expected}
     assert spec["components"]["securitySchemes"]["basicAuth"]["scheme"] == "basic"

@@ -39,6 +39,8 @@ ROUTES = [
     ("POST", f"{API}/audit/checkpoint"),
     ("POST", f"{API}/policy"),
     ("GET", f"{API}/policy/explain?user=x&model=x"),
+    ("GET", f"{API}/events"),
+    ("POST", f"{API}/events/retry"),
     ("GET", "/governance/"),
     ("GET", "/governance/requests/1"),
     ("GET", "/governance/model?name=x"),
