@@ -62,10 +62,11 @@ _MISSING = object()
 
 # Required keys first, then optional ones, per notification type.
 NOTIFICATION_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "webhook": (("url",), ("secret_env", "events", "allow_insecure")),
-    "sqs": (("queue_url",), ("region", "events")),
-    "sns": (("topic_arn",), ("region", "events")),
-    "eventbridge": ((), ("bus", "source", "region", "events")),
+    "webhook": (("url",), ("secret_env", "events", "models", "allow_insecure")),
+    "sqs": (("queue_url",), ("region", "events", "models")),
+    "sns": (("topic_arn",), ("region", "events", "models")),
+    "eventbridge": ((), ("bus", "source", "region", "events", "models")),
+    "slack": (("url",), ("events", "models", "allow_insecure")),
 }
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -319,6 +320,9 @@ def read_notification(reader: Reader, index: int, value: object) -> Notification
             reader.add((*path, "events", i), problem, EVENT_TYPES)
         else:
             events.append(pattern)
+    models = reader.globs((*path, "models"), data.get("models", ["*"]), what="model name globs")
+    if isinstance(data.get("models"), list) and not data["models"]:
+        reader.add((*path, "models"), "an empty list sends this destination no event; omit it")
     _check_destination(reader, path, fields, allow_insecure=allow_insecure)
     if kind == "eventbridge":
         # Filled in so the dispatcher and `policy show` see the effective values.
@@ -327,6 +331,7 @@ def read_notification(reader: Reader, index: int, value: object) -> Notification
     return Notification(
         type=kind,
         events=tuple(events) or ("*",),
+        models=models or ("*",),
         url=fields.get("url"),
         secret_env=fields.get("secret_env"),
         allow_insecure=allow_insecure,

@@ -24,7 +24,7 @@ MODES: tuple[str, ...] = ("enforce", "audit-only")
 APPLY_MODES: tuple[str, ...] = ("automatic", "manual")
 DISTINCT_FROM: tuple[str, ...] = ("requester", "version_creator")
 METRIC_OPERATORS: tuple[str, ...] = (">=", ">", "<=", "<", "==", "!=")
-NOTIFICATION_TYPES: tuple[str, ...] = ("webhook", "sqs", "sns", "eventbridge")
+NOTIFICATION_TYPES: tuple[str, ...] = ("webhook", "sqs", "sns", "eventbridge", "slack")
 #: MLflow's name for the workspace of a server without workspaces (and of a subject whose
 #: workspace is not given).
 DEFAULT_WORKSPACE = "default"
@@ -324,11 +324,14 @@ class Notification:
     """Where events are sent. Only the fields of its ``type`` are set.
 
     Attributes:
-        type: ``webhook``, ``sqs``, ``sns`` or ``eventbridge``.
+        type: ``webhook``, ``sqs``, ``sns``, ``eventbridge`` or ``slack``.
         events: Globs on event types (``promotion.*``); default all.
-        url: Webhook URL.
+        models: Globs on registered model names; default all. Events about no model
+            (``policy.applied``) go to every destination their type matches.
+        url: Webhook or Slack incoming-webhook URL.
         secret_env: Environment variable holding the webhook's HMAC secret.
-        allow_insecure: Permit an ``http://`` webhook URL.
+        allow_insecure: Permit an ``http://`` URL and a loopback or private address
+            (e.g. a local receiver).
         queue_url: SQS queue URL.
         topic_arn: SNS topic ARN.
         bus: EventBridge bus name.
@@ -338,6 +341,7 @@ class Notification:
 
     type: str
     events: tuple[str, ...] = ("*",)
+    models: tuple[str, ...] = ("*",)
     url: str | None = None
     secret_env: str | None = None
     allow_insecure: bool = False
@@ -347,13 +351,23 @@ class Notification:
     source: str | None = None
     region: str | None = None
     event_globs: GlobSet = field(init=False, repr=False, compare=False)
+    model_globs: GlobSet = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "event_globs", GlobSet.of(self.events))
+        object.__setattr__(self, "model_globs", GlobSet.of(self.models))
 
-    def wants(self, event_type: str) -> bool:
-        """Whether this destination subscribes to ``event_type``."""
-        return self.event_globs.match(event_type)
+    def wants(self, event_type: str, model: str | None = None) -> bool:
+        """Whether this destination subscribes to an event of ``event_type`` about ``model``.
+
+        Args:
+            event_type: The event type, e.g. ``promotion.applied``.
+            model: The registered model the event is about; ``None`` for an event about
+                no model, which only the type decides.
+        """
+        if not self.event_globs.match(event_type):
+            return False
+        return model is None or self.model_globs.match(model)
 
 
 @dataclass(frozen=True)

@@ -89,11 +89,15 @@ def _checks_to_dict(gate: Gate) -> dict[str, Any]:
 
 
 def _notification_to_dict(notification: Notification) -> dict[str, Any]:
-    data: dict[str, Any] = {"type": notification.type, "events": list(notification.events)}
+    data: dict[str, Any] = {
+        "type": notification.type,
+        "events": list(notification.events),
+        "models": list(notification.models),
+    }
     for key in ("url", "secret_env", "queue_url", "topic_arn", "bus", "source", "region"):
         value = getattr(notification, key)
         if value is not None:
             data[key] = value
-    if notification.type == "webhook":
+    if notification.type in ("webhook", "slack"):
         data["allow_insecure"] = notification.allow_insecure
     return data
