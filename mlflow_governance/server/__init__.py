@@ -91,7 +91,39 @@ def create_app() -> Any:
 
     ext = Governance(settings)
     ext.init_app(app, blueprints())
+    if _dispatcher_enabled():
+        start_dispatcher(ext.store())
     return ext.compose(app, asgi=_served_by_uvicorn())
+
+
+#: Set to ``true`` to deliver events from each server worker (``events run`` otherwise).
+ENV_DISPATCHER = "MLFLOW_GOVERNANCE_DISPATCHER"
+
+
+def _dispatcher_enabled() -> bool:
+    return os.environ.get(ENV_DISPATCHER, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def start_dispatcher(store: Any) -> Any:
+    """Deliver outbox events from this process, in a daemon thread.
+
+    Every worker of every replica may run one: their claims never overlap. Returns the
+    thread's stop event.
+    """
+    import threading
+
+    from mlflow_governance.events.dispatcher import Dispatcher, policy_sinks
+
+    stop = threading.Event()
+    dispatcher = Dispatcher(store.engine, policy_sinks(store))
+    thread = threading.Thread(
+        target=dispatcher.run_forever,
+        args=(stop,),
+        name=f"mlflow-governance-{dispatcher.worker}",
+        daemon=True,
+    )
+    thread.start()
+    return stop
 
 
 def blueprints() -> list[tuple[Any, str]]:
