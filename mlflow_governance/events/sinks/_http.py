@@ -75,8 +75,8 @@ def forbidden_reason(address: IPAddress) -> str | None:
         ("loopback", address.is_loopback),
         ("link-local", address.is_link_local),
         ("multicast", address.is_multicast),
-        ("private", address.is_private),
         ("reserved", address.is_reserved),
+        ("private", address.is_private),
         # What remains and is still not global: shared address space (100.64.0.0/10) and
         # the like, which reach carrier or cloud internals rather than the internet.
         ("non-public", not address.is_global),
