@@ -138,6 +138,19 @@ class LocalAccess:
         """Make an event, or every dead one, due again."""
         return _plain(self.service.events_retry(self.who(), event, dead))
 
+    def gitops_render(
+        self,
+        model: str,
+        *,
+        alias: str | None = None,
+        stage: str | None = None,
+        image: str | None = None,
+    ) -> Any:
+        """The manifests of the version a stage or alias holds now."""
+        return _plain(
+            self.service.render_release(self.who(), model, alias=alias, stage=stage, image=image)
+        )
+
     # ------------------------------------------------------------------ policy and identity
 
     def policy_show(self) -> Any:

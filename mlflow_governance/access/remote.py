@@ -224,6 +224,18 @@ class RemoteAccess:
         """Make an event, or every dead one, due again."""
         return self._call("POST", "events/retry", body={"event": event, "dead": dead})
 
+    def gitops_render(
+        self,
+        model: str,
+        *,
+        alias: str | None = None,
+        stage: str | None = None,
+        image: str | None = None,
+    ) -> Any:
+        """The manifests the server renders for a stage or alias of ``model``."""
+        params = {"model": model, "alias": alias, "stage": stage, "image": image}
+        return self._call("GET", "gitops/render", params=params)
+
     # ------------------------------------------------------------------ policy and identity
 
     def policy_show(self) -> Any:

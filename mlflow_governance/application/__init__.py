@@ -13,11 +13,14 @@ from __future__ import annotations
 from mlflow_governance.application.approvals import ApprovalActions
 from mlflow_governance.application.audit import AuditActions, export_text
 from mlflow_governance.application.events import EventActions
+from mlflow_governance.application.gitops import GitOpsActions
 from mlflow_governance.application.moves import MoveActions
 from mlflow_governance.application.policies import PolicyActions
 
 
-class GovernanceService(ApprovalActions, MoveActions, AuditActions, PolicyActions, EventActions):
+class GovernanceService(
+    ApprovalActions, MoveActions, AuditActions, PolicyActions, EventActions, GitOpsActions
+):
     """Every governance action on one governed store.
 
     Args:

@@ -13,6 +13,7 @@ import click
 from mlflow_governance.cli._common import connect, connection_options, emit, json_option, local_only
 from mlflow_governance.cli.audit import audit, history
 from mlflow_governance.cli.events import events
+from mlflow_governance.cli.gitops import gitops
 from mlflow_governance.cli.steps import promote_cmd, rollback_cmd
 from mlflow_governance.cli.workflow import COMMANDS
 
@@ -112,6 +113,7 @@ def whoami(registry_uri: str | None, tracking_uri: str | None, as_json: bool) ->
 main.add_command(audit)
 main.add_command(history)
 main.add_command(events)
+main.add_command(gitops)
 for _command in (*COMMANDS, promote_cmd, rollback_cmd):
     main.add_command(_command)
 

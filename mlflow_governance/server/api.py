@@ -197,6 +197,21 @@ def events_retry() -> Response:
     return _json(service().events_retry(_me(), body.get("event"), body.get("dead") is True))
 
 
+@blueprint.get("/gitops/render")
+@_mlflow_errors
+def gitops_render() -> Response:
+    """Deployment manifests of what ``?model=`` holds at ``?alias=`` or ``?stage=``."""
+    args = request.args
+    data = service().render_release(
+        _me(),
+        args.get("model"),
+        alias=args.get("alias"),
+        stage=args.get("stage"),
+        image=args.get("image"),
+    )
+    return _json(data)
+
+
 # ---------------------------------------------------------------------- policy and identity
 
 

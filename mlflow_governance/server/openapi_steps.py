@@ -172,6 +172,18 @@ STEP_SCHEMAS: dict[str, Any] = {
         "description": "Exactly one of event and dead=true.",
     },
     "Retried": obj({"retried": {"type": "integer"}}),
+    "Rendered": {
+        "type": "object",
+        "properties": {
+            "model": {"type": "string"},
+            "version": {"type": "integer"},
+            "target": {"type": "string"},
+            "request_id": nullable("integer"),
+            "approvers": {"type": "array", "items": {"type": "string"}},
+            "files": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+        "required": ["model", "version", "target", "files"],
+    },
     "PolicyExplanation": {
         "type": "object",
         "properties": {
@@ -300,6 +312,22 @@ def step_paths(
                 "requestBody": body("EventRetry"),
                 "responses": responses(
                     "200", "Retried", "How many are due again", errors="400,401,403,404"
+                ),
+            }
+        },
+        f"{prefix}/gitops/render": {
+            "get": {
+                "operationId": "renderManifests",
+                "summary": "Kubernetes manifests of the version a stage or alias holds now "
+                "(needs read)",
+                "parameters": [
+                    required("model", "The registered model"),
+                    query("alias", "The alias (or stage)"),
+                    query("stage", "The stage (or alias)"),
+                    query("image", "The container image to run"),
+                ],
+                "responses": responses(
+                    "200", "Rendered", "The files and what they deploy", errors="400,401,403,404"
                 ),
             }
         },

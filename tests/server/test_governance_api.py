@@ -378,6 +378,7 @@ def test_policy_whoami_and_openapi(gov: GovServer) -> None:
         "/policy/explain",
         "/events",
         "/events/retry",
+        "/gitops/render",
     }
     assert set(spec["paths"]) == {prefix + path for path in expected}
     assert spec["components"]["securitySchemes"]["basicAuth"]["scheme"] == "basic"

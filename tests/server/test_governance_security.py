@@ -41,6 +41,7 @@ ROUTES = [
     ("GET", f"{API}/policy/explain?user=x&model=x"),
     ("GET", f"{API}/events"),
     ("POST", f"{API}/events/retry"),
+    ("GET", f"{API}/gitops/render?model=x&stage=Production"),
     ("GET", "/governance/"),
     ("GET", "/governance/requests/1"),
     ("GET", "/governance/model?name=x"),
