@@ -250,3 +250,18 @@ def test_render_is_pure() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_documented_example_is_what_renders() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "gitops.md").read_text(encoding="utf-8")
+    example = Release(
+        "fraud",
+        7,
+        "@champion",
+        42,
+        ("dave", "erin"),
+        "registry.example.com/ml/fraud-serving:2026-11-27",
+    )
+    for name, rendered in render(example).items():
+        if name != "service.yaml":  # the page shows the other two
+            assert f"```yaml\n{rendered}```" in text, name
