@@ -130,6 +130,9 @@ class Release:
             and optionally ``username``, ``password`` and ``token``.
         cpu: CPU request of the container.
         memory: Memory request of the container.
+
+    Raises:
+        ValueError: A port outside 1-65535 or a negative number of replicas.
     """
 
     model: str
