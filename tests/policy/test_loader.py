@@ -333,14 +333,14 @@ class TestInvalidFiles:
             "notifications[4].topic_arn": 15,
         }
         kind, insecure, missing, secret, events, stray, arn = issues
-        assert kind.valid == ("webhook", "sqs", "sns", "eventbridge")
+        assert kind.valid == ("webhook", "sqs", "sns", "eventbridge", "slack")
         assert insecure.message.startswith("an http:// webhook sends events")
         assert "allow_insecure: true" in insecure.message
         assert missing.message == "missing required key 'queue_url', e.g. queue_url: ..."
         assert "not an environment variable name" in secret.message
         assert events.message == "'promotion.aproved' matches no event type"
         assert "promotion.approved" in events.valid
-        assert stray.valid == ("type", "url", "secret_env", "events", "allow_insecure")
+        assert stray.valid == ("type", "url", "secret_env", "events", "models", "allow_insecure")
         assert arn.message.startswith("'sns:model-events' is not an SNS topic ARN")
 
     def test_protect_delete_takes_stages_and_aliases(self) -> None:
