@@ -35,7 +35,7 @@ from mlflow_governance.audit.outbox import event_to_dict
 from mlflow_governance.audit.tables import EVENT_DEAD, EVENT_DELIVERED, EVENT_PENDING, outbox
 from mlflow_governance.clock import utc_now
 from mlflow_governance.events.envelope import envelope
-from mlflow_governance.events.sinks import DeliveryError, Sink
+from mlflow_governance.events.sinks.base import DeliveryError, Sink
 
 #: Defaults: attempts before an event is dead, backoff bounds (seconds), claim lease.
 MAX_ATTEMPTS = 10

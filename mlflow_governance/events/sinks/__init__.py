@@ -7,41 +7,9 @@ model), and ``deliver``s one envelope or raises :class:`DeliveryError`.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
-
-class DeliveryError(Exception):
-    """A sink could not take an event; the dispatcher tries again later.
-
-    Attributes:
-        permanent: Trying again cannot help (e.g. a URL the policy forbids); the event
-            is marked dead at once instead of after the attempts run out.
-    """
-
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-
-
-class Sink(Protocol):
-    """One destination of events."""
-
-    @property
-    def key(self) -> str:
-        """Stable identity of the destination, e.g. ``webhook:https://ci.example/hook``."""
-        ...
-
-    def wants(self, event_type: str, model: str | None) -> bool:
-        """Whether this destination subscribes to the event."""
-        ...
-
-    def deliver(self, body: bytes, event: dict[str, Any]) -> None:
-        """Send one CloudEvent (``body``, structured JSON) of ``event`` (``events list`` shape).
-
-        Raises:
-            DeliveryError: Not delivered.
-        """
-        ...
+from mlflow_governance.events.sinks.base import DeliveryError, Sink
 
 
 def sinks_for(notifications: Any) -> list[Sink]:
@@ -49,3 +17,6 @@ def sinks_for(notifications: Any) -> list[Sink]:
     from mlflow_governance.events.sinks.build import build
 
     return [build(index, notification) for index, notification in enumerate(notifications)]
+
+
+__all__ = ["DeliveryError", "Sink", "sinks_for"]

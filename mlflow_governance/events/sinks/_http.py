@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from mlflow_governance.events.sinks import DeliveryError
+from mlflow_governance.events.sinks.base import DeliveryError
 
 #: ``connect,read`` seconds, or one number for both (default ``5,10``).
 ENV_TIMEOUT = "MLFLOW_GOVERNANCE_SINK_TIMEOUT"

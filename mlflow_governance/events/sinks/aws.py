@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from mlflow_governance.events.sinks import DeliveryError
+from mlflow_governance.events.sinks.base import DeliveryError
 from mlflow_governance.policy import Notification
 
 # Error codes that say "later": AWS throttles per account and per API.

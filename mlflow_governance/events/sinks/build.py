@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mlflow_governance.events.sinks import Sink
 from mlflow_governance.events.sinks.aws import EventBridgeSink, SnsSink, SqsSink
+from mlflow_governance.events.sinks.base import Sink
 from mlflow_governance.events.sinks.slack import SlackSink
 from mlflow_governance.events.sinks.webhook import WebhookSink
 from mlflow_governance.policy import Notification

@@ -15,8 +15,8 @@ import time
 from typing import Any
 
 from mlflow_governance.events.envelope import CONTENT_TYPE
-from mlflow_governance.events.sinks import DeliveryError
 from mlflow_governance.events.sinks._http import post
+from mlflow_governance.events.sinks.base import DeliveryError
 from mlflow_governance.policy import Notification
 
 SIGNATURE_HEADER = "X-Governance-Signature"
