@@ -16,7 +16,7 @@ VERSION_TABLE = "governance_alembic_version"
 #: The newest revision this release ships; bump with every new migration.
 HEAD_REVISION = "0005"
 #: Every revision this release knows, oldest first.
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
