@@ -21,6 +21,7 @@ demo: $(STAMP)
 	rm -rf .demo && mkdir -p .demo
 	cd .demo && ../$(PY) ../examples/quickstart.py
 	cd .demo && ../$(PY) ../examples/team_story.py
+	cd .demo && ../$(PY) ../examples/cicd_story.py
 
 test: $(STAMP)
 	@# The browser tests drive Debian's Chromium through Playwright (which never downloads one).

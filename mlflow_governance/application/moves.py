@@ -64,6 +64,16 @@ class MoveActions(ServiceCore):
         number = version_arg(version)
         target = Target.parse(text_arg(to, "to", "a stage (Production) or an alias (@champion)"))
         note = comment_arg(comment)
+        if self._holds(identity, name, number, target):
+            # Already there: a re-run pipeline step succeeds without a new request.
+            return {
+                "model": name,
+                "version": number,
+                "target": str(target),
+                "request": None,
+                "review_request": None,
+                "status": APPLIED,
+            }
         policy = self.policy()
         gates = self.workflow._gates(policy, name, target)
         subject = self.subject(identity)
@@ -124,6 +134,20 @@ class MoveActions(ServiceCore):
             "request": view.to_dict() if view else None,
             "review_request": review,
         }
+
+    def _holds(self, identity: Identity, model: str, version: int, target: Target) -> bool:
+        """Whether the version is at ``target`` already (told only to those who may read)."""
+        from mlflow.exceptions import MlflowException
+
+        if not self.may(identity, "read", model):
+            return False
+        try:
+            mv = self.store.raw_version(model, version)
+        except MlflowException:  # missing: the move itself says so, as before
+            return False
+        if target.kind == ALIAS:
+            return target.name in (mv.aliases or [])
+        return bool(mv.current_stage == target.name)
 
     def _review_of(self, model: str, version: int, target: Target) -> dict[str, Any] | None:
         """The newest open post-hoc review of this very move, if a break glass opened one."""

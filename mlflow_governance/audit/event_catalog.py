@@ -99,6 +99,7 @@ def events_of(row: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     if kind in (REQUESTED, APPROVED, REJECTED):
         data.update(target=details.get("target"), comment=details.get("comment"))
     found = [(kind, data)]
-    if action in _MOVES and row.get("request_id") is not None:
+    # The request's own move, not what it archived on the way.
+    if action in _MOVES and row.get("request_id") is not None and not details.get("side_effect"):
         found.append((APPLIED, dict(data)))
     return found

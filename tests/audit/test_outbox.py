@@ -55,3 +55,24 @@ def test_a_refusal_announces_access_denied_and_nothing_else(
     assert [e["type"] for e in events] == ["access.denied"]
     assert events[0]["data"]["actor"] == "mallory"
     assert events[0]["data"]["action"] == "create_registered_model"
+
+
+def test_archiving_on_the_way_is_not_an_applied_promotion() -> None:
+    from mlflow_governance.audit.event_catalog import events_of
+
+    base = {
+        "id": 16,
+        "actor": "erin",
+        "identity_source": "server",
+        "action": "transition_model_version_stage",
+        "decision": "allow",
+        "model": "fraud",
+        "version": 1,
+        "stage_before": "Production",
+        "stage_after": "Archived",
+        "request_id": 2,
+    }
+    side = events_of({**base, "details": '{"side_effect": true}'})
+    assert [kind for kind, _ in side] == ["model_version.transitioned"]
+    own = events_of({**base, "stage_after": "Production", "details": '{"via": "workflow"}'})
+    assert [kind for kind, _ in own] == ["model_version.transitioned", "promotion.applied"]

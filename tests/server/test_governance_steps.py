@@ -163,3 +163,16 @@ def test_a_held_move_through_the_stock_client_links_the_request_page(gov: GovSer
     message = refused.value.message
     assert f"{gov.url}/governance/requests/" in message, message
     assert "mlflow-governance approve" not in message
+
+
+def test_promote_to_where_the_version_is_already_needs_nothing(gov: GovServer) -> None:
+    """A re-run pipeline step succeeds without opening a request it would then wait for."""
+    name = "steps-already"
+    version = register(gov, "alice", name)  # in Staging
+    body = {"model": name, "version": version, "to": "Staging"}
+    again = gov.call("carol", "POST", "/promote", json=body)
+    assert (again["status"], again["request"]) == ("applied", None)
+    before = gov.call("oscar", "GET", "/requests", params={"model": name})
+    assert before == []
+    # Someone who may not read the model learns nothing from it: refused as before.
+    gov.call("mallory", "POST", "/promote", json=body, expect=403)
