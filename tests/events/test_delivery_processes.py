@@ -3,7 +3,8 @@
 - A real HTTP receiver on 127.0.0.1 checks every signature and records every event.
 - A dispatcher killed with SIGKILL in the middle of a batch loses nothing: a second one
   delivers the rest once the first one's claims expire, with the same ids.
-- SQS through ``moto.server`` on 127.0.0.1, reached with ``AWS_ENDPOINT_URL``.
+- SQS, SNS and EventBridge through ``moto.server`` on 127.0.0.1, reached with
+  ``AWS_ENDPOINT_URL``.
 """
 
 from __future__ import annotations
@@ -204,7 +205,10 @@ def test_a_dispatcher_killed_mid_batch_loses_nothing(tmp_path: Path, receiver: R
     assert receiver.bad == []
 
 
-def test_sqs_through_moto_server_with_the_dispatcher_as_a_process(tmp_path: Path) -> None:
+def test_sqs_sns_and_eventbridge_through_moto_server_with_the_dispatcher_as_a_process(
+    tmp_path: Path,
+) -> None:
+    """All three AWS sinks; what SNS and EventBridge received is read from SQS queues."""
     moto_server = pytest.importorskip("moto.server")
     boto3 = pytest.importorskip("boto3")
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
@@ -218,15 +222,36 @@ def test_sqs_through_moto_server_with_the_dispatcher_as_a_process(tmp_path: Path
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "eu-west-1",
         }
-        sqs = boto3.client(
-            "sqs",
-            endpoint_url=endpoint,
-            region_name="eu-west-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1"
         )
-        queue_url = sqs.create_queue(QueueName="model-events")["QueueUrl"]
-        policy = _policy(tmp_path, f"  - {{type: sqs, queue_url: '{queue_url}'}}\n")
+        sqs = session.client("sqs", endpoint_url=endpoint)
+        sns = session.client("sns", endpoint_url=endpoint)
+        events = session.client("events", endpoint_url=endpoint)
+
+        def queue(name: str) -> tuple[str, str]:
+            url = sqs.create_queue(QueueName=name)["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+            return url, arn["Attributes"]["QueueArn"]
+
+        direct, _ = queue("direct")
+        via_sns, via_sns_arn = queue("via-sns")
+        via_bus, via_bus_arn = queue("via-bus")
+        topic = sns.create_topic(Name="model-events")["TopicArn"]
+        sns.subscribe(
+            TopicArn=topic,
+            Protocol="sqs",
+            Endpoint=via_sns_arn,
+            Attributes={"RawMessageDelivery": "true"},
+        )
+        events.put_rule(Name="all", EventPattern=json.dumps({"source": ["mlflow.governance"]}))
+        events.put_targets(Rule="all", Targets=[{"Id": "q", "Arn": via_bus_arn}])
+        policy = _policy(
+            tmp_path,
+            f"  - {{type: sqs, queue_url: '{direct}'}}\n"
+            f"  - {{type: sns, topic_arn: '{topic}'}}\n"
+            "  - {type: eventbridge, bus: default, source: mlflow.governance}\n",
+        )
         uri, engine = _registry(tmp_path, policy, models=2)
         result = subprocess.run(
             [CLI, "events", "run", "--once", "--json"],
@@ -237,13 +262,25 @@ def test_sqs_through_moto_server_with_the_dispatcher_as_a_process(tmp_path: Path
             check=False,
         )
         assert result.returncode == 0, result.stderr
-        got = []
-        for _ in range(10):
-            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
-            got += [json.loads(m["Body"]) for m in batch.get("Messages", [])]
-            if len(got) >= 4:
-                break
-        assert {m["id"] for m in got} == _event_ids(engine)
-        assert all(m["specversion"] == "1.0" and m["data"]["actor"] for m in got)
+        assert json.loads(result.stdout)["delivered"] == 4, result.stdout
+
+        def received(url: str) -> list[dict[str, Any]]:
+            got: list[dict[str, Any]] = []
+            for _ in range(10):
+                batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+                got += [json.loads(m["Body"]) for m in batch.get("Messages", [])]
+                if len(got) >= 4 or not batch.get("Messages"):
+                    break
+            return got
+
+        wanted = _event_ids(engine)
+        assert {m["id"] for m in received(direct)} == wanted
+        assert {m["id"] for m in received(via_sns)} == wanted
+        bus = received(via_bus)  # EventBridge wraps the CloudEvent as the event's detail
+        assert {m["detail"]["id"] for m in bus} == wanted
+        assert {m["detail-type"] for m in bus} == {
+            "model_version.registered",
+            "model_version.transitioned",
+        }
     finally:
         server.stop()
