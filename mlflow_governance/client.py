@@ -226,6 +226,33 @@ class GovernanceClient:
         text = json.dumps(dict(checkpoint)) if checkpoint is not None else None
         return self._run(lambda: self._access.audit_verify(text))
 
+    def events(self, state: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Outbox events, newest first (needs ``audit:read`` on every model)."""
+        return self._run(lambda: self._access.events_list(state, limit))
+
+    def retry_events(self, event_id: int | None = None, dead: bool = False) -> dict[str, Any]:
+        """Make one event, or every dead one, due again (needs ``policy:admin``)."""
+        return self._run(lambda: self._access.events_retry(event_id, dead))
+
+    def render_manifests(
+        self,
+        name: str,
+        *,
+        alias: str | None = None,
+        stage: str | None = None,
+        image: str | None = None,
+    ) -> dict[str, Any]:
+        """The Kubernetes manifests of the version a stage or alias holds now.
+
+        Returns:
+            ``{"model", "version", "target", "request_id", "approvers", "files"}``, the
+            files as text by name (write them with ``mlflow_governance.gitops``'s
+            ``write_files`` or your own code).
+        """
+        return self._run(
+            lambda: self._access.gitops_render(name, alias=alias, stage=stage, image=image)
+        )
+
     def whoami(self) -> dict[str, Any]:
         """Who the calls are recorded as (remotely: as the server authenticated you)."""
         return self._run(self._access.whoami)

@@ -302,3 +302,28 @@ def test_governance_client_speaks_to_the_server(worlds: tuple[World, World]) -> 
         assert normalise(here.history(MODEL)) == normalise(over_http)
     with pytest.raises(MlflowException, match="decides who the caller is"):
         GovernanceClient(server, identity=Identity("dave", SOURCE_ASSERTED))
+
+
+def test_governance_client_events_and_manifests_over_http(worlds: tuple[World, World]) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from mlflow_governance.client import GovernanceClient
+
+    _, remote = worlds
+    server = str(remote.env["MLFLOW_TRACKING_URI"])
+    with _environ(
+        {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": password_of("admin")}
+    ):
+        client = GovernanceClient(tracking_uri=server)
+        events = client.events(limit=1000)
+        assert "model_version.registered" in {e["type"] for e in events}
+        assert client.retry_events(dead=True) == {"retried": 0}
+        with pytest.raises(MlflowException) as nowhere:  # nothing holds Archived's release
+            client.render_manifests(MODEL, stage="Archived")
+        assert nowhere.value.error_code == "INVALID_PARAMETER_VALUE"
+    with _environ(
+        {"MLFLOW_TRACKING_USERNAME": "oscar", "MLFLOW_TRACKING_PASSWORD": password_of("oscar")}
+    ):
+        with pytest.raises(MlflowException) as refused:
+            GovernanceClient(tracking_uri=server).events()
+        assert refused.value.error_code == "PERMISSION_DENIED"
