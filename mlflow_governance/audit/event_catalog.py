@@ -98,6 +98,9 @@ def events_of(row: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         )
     if kind in (REQUESTED, APPROVED, REJECTED):
         data.update(target=details.get("target"), comment=details.get("comment"))
+        for key in ("approvals_missing", "approver_roles"):
+            if details.get(key) is not None:
+                data[key] = details[key]
     found = [(kind, data)]
     # The request's own move, not what it archived on the way.
     if action in _MOVES and row.get("request_id") is not None and not details.get("side_effect"):

@@ -13,7 +13,7 @@ from typing import Any
 from mlflow_governance.audit.refusal import refusal
 from mlflow_governance.audit.writer import DECISION_ALLOW, AuditEntry, append
 from mlflow_governance.clock import utc_now
-from mlflow_governance.exceptions import Conflict, NotFound
+from mlflow_governance.exceptions import Conflict, InvalidRequest, NotFound
 from mlflow_governance.identity import Identity
 from mlflow_governance.policy import (
     Gate,
@@ -359,6 +359,30 @@ class WorkflowBase:
             version=version,
             request_id=request_id,
         )
+
+    def check(
+        self, model: str, version: int, gate_name: str, actor: str | None = None
+    ) -> GateStatus:
+        """Evaluate everything a gate requires except approvals.
+
+        Args:
+            model: The registered model.
+            version: The version.
+            gate_name: The gate.
+            actor: Who would ask for the move (metric provenance compares the metric's
+                logger with them).
+
+        Raises:
+            InvalidRequest: The policy has no such gate.
+        """
+        policy = self.policy()
+        gate = policy.gates.get(gate_name)
+        if gate is None:
+            valid = ", ".join(policy.gates) or "none"
+            raise InvalidRequest(f"The policy has no gate '{gate_name}' (gates: {valid}).")
+        stage = gate.targets.stages[0] if gate.targets.stages else None
+        target = rq.Target(rq.STAGE, stage) if stage else rq.Target(rq.ALIAS, "*")
+        return self.gatekeeper.status(policy, gate, model, int(version), target, None, actor=actor)
 
 
 __all__ = ["SYSTEM", "WorkflowBase"]

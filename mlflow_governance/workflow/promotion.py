@@ -22,7 +22,7 @@ from mlflow_governance.policy import (
 from mlflow_governance.workflow import request_rows as rq
 from mlflow_governance.workflow._base import WorkflowBase
 from mlflow_governance.workflow.advice import REVIEW_STAYS, gate_gone, not_pending
-from mlflow_governance.workflow.moves import GateStatus, Move, _fact
+from mlflow_governance.workflow.moves import Move, _fact
 from mlflow_governance.workflow.tables import (
     APPROVED,
     CANCELLED,
@@ -122,7 +122,18 @@ class Workflow(WorkflowBase):
                     version,
                     target,
                     request_id,
-                    {"gate": gates[0].name, "kind": kind, "comment": comment},
+                    {
+                        "gate": gates[0].name,
+                        "kind": kind,
+                        "comment": comment,
+                        # What approvers are asked for (events and their messages say it).
+                        "approvals_missing": max(
+                            g.required_approvals(rollback=rollback) for g in gates
+                        ),
+                        "approver_roles": sorted(
+                            {r for g in gates for r in g.approvals.approver_roles}
+                        ),
+                    },
                 )
             ]
             for other in rq.search(
@@ -233,6 +244,7 @@ class Workflow(WorkflowBase):
             ]
             allowed = next((d for d in decisions if d.granted), (wanting or decisions)[0])
             satisfied = False
+            missing: int | None = None
             if not allowed.granted:
                 refusal = (allowed.rule, allowed.reason, allowed.hint)
             elif decision == "approve":
@@ -269,6 +281,7 @@ class Workflow(WorkflowBase):
                         "Another approver has to approve this request.",
                     )
                 satisfied = all(report.satisfied for report in reports)
+                missing = max(report.missing for report in reports)
             if refusal is None or not policy.enforcing:
                 rq.add_vote(
                     conn,
@@ -309,7 +322,11 @@ class Workflow(WorkflowBase):
                             view.version,
                             view.target,
                             request_id,
-                            {"comment": comment, "satisfied": satisfied},
+                            {
+                                "comment": comment,
+                                "satisfied": satisfied,
+                                "approvals_missing": missing,
+                            },
                         )
                     ],
                 )
@@ -402,30 +419,6 @@ class Workflow(WorkflowBase):
         )
         self.store.governed_move(identity, move)
         return self.get(request_id)
-
-    def check(
-        self, model: str, version: int, gate_name: str, actor: str | None = None
-    ) -> GateStatus:
-        """Evaluate everything a gate requires except approvals.
-
-        Args:
-            model: The registered model.
-            version: The version.
-            gate_name: The gate.
-            actor: Who would ask for the move (metric provenance compares the metric's
-                logger with them).
-
-        Raises:
-            InvalidRequest: The policy has no such gate.
-        """
-        policy = self.policy()
-        gate = policy.gates.get(gate_name)
-        if gate is None:
-            valid = ", ".join(policy.gates) or "none"
-            raise InvalidRequest(f"The policy has no gate '{gate_name}' (gates: {valid}).")
-        stage = gate.targets.stages[0] if gate.targets.stages else None
-        target = rq.Target(rq.STAGE, stage) if stage else rq.Target(rq.ALIAS, "*")
-        return self.gatekeeper.status(policy, gate, model, int(version), target, None, actor=actor)
 
     def rollback(
         self, identity: Identity, model: str, target: rq.Target, comment: str | None = None

@@ -76,3 +76,47 @@ def test_archiving_on_the_way_is_not_an_applied_promotion() -> None:
     assert [kind for kind, _ in side] == ["model_version.transitioned"]
     own = events_of({**base, "stage_after": "Production", "details": '{"via": "workflow"}'})
     assert [kind for kind, _ in own] == ["model_version.transitioned", "promotion.applied"]
+
+
+def test_a_request_event_says_what_approvers_are_asked_for() -> None:
+    from mlflow_governance.audit.event_catalog import events_of
+    from mlflow_governance.events.sinks.slack import message
+
+    row = {
+        "id": 3,
+        "actor": "carol",
+        "action": "request_promotion",
+        "decision": "allow",
+        "model": "fraud-detector",
+        "version": 7,
+        "request_id": 12,
+        "details": '{"target": "Production", "approvals_missing": 1, '
+        '"approver_roles": ["approver"], "gate": "production"}',
+    }
+    [(kind, data)] = events_of(row)
+    assert kind == "promotion.requested"
+    assert (data["approvals_missing"], data["approver_roles"]) == (1, ["approver"])
+    text = message({"type": kind, "data": data})
+    assert text.startswith("Request #12: fraud-detector v7 → Production needs 1 more approval")
+    assert "from approver" in text
+
+
+def test_opening_a_request_records_what_it_needs(
+    store: Any, as_user: Callable[[str], None], sql: sa.Engine, monkeypatch: Any
+) -> None:
+    from mlflow_governance.identity import SOURCE_ASSERTED, Identity
+    from mlflow_governance.workflow.promotion import Workflow
+    from mlflow_governance.workflow.request_rows import Target
+    from tests.workflow import policy_path
+
+    as_user("alice")
+    store.create_registered_model("fraud")
+    store.create_model_version("fraud", "s3://models/fraud/1")
+    store.transition_model_version_stage("fraud", 1, "Staging", False)
+    monkeypatch.setenv("MLFLOW_GOVERNANCE_POLICY", policy_path("team"))
+    Workflow(store).open_request(
+        Identity("carol", SOURCE_ASSERTED), "fraud", 1, Target("stage", "Production")
+    )
+    requested = [e for e in _events(sql) if e["type"] == "promotion.requested"]
+    assert requested[0]["data"]["approvals_missing"] == 2
+    assert requested[0]["data"]["approver_roles"] == ["approver"]
