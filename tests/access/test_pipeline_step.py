@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import API, GovServer, governance_server, password_of
+from tests.server.conftest import (
+    API,
+    GovServer,
+    approve_when_waiting,
+    governance_server,
+    password_of,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("transports")]
 
@@ -59,27 +65,6 @@ def _register(gov: GovServer) -> None:
             )
 
 
-def _approve_when_waiting(gov: GovServer, process: subprocess.Popen[str]) -> str:
-    """Read the step's progress until it waits on a request, approve it, return the log."""
-    assert process.stderr is not None
-    seen = []
-    for line in process.stderr:
-        seen.append(line)
-        if line.startswith("Waiting for request #"):
-            request_id = int(line.split("#", 1)[1].split(" ", 1)[0])
-            for approver in ("dave", "erin"):
-                gov.call(
-                    approver,
-                    "POST",
-                    "/requests/{request_id}/approve",
-                    json={},
-                    request_id=request_id,
-                )
-            break
-    rest = process.stderr.read()
-    return "".join(seen) + rest
-
-
 def test_check_promote_wait_and_rollback_from_a_shell_step(gov: GovServer) -> None:
     _register(gov)
     for version in (1, 2):
@@ -90,7 +75,7 @@ def test_check_promote_wait_and_rollback_from_a_shell_step(gov: GovServer) -> No
             stderr=subprocess.PIPE,
             text=True,
         )
-        log = _approve_when_waiting(gov, process)
+        log = approve_when_waiting(gov, process)
         assert process.wait(timeout=300) == 0, log
         out = process.stdout.read() if process.stdout else ""
         assert f"PASS: {MODEL} version {version} against gate production" in out, out

@@ -25,7 +25,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.server.conftest import GovServer, governance_server, password_of, register
+from tests.server.conftest import (
+    GovServer,
+    approve_when_waiting,
+    governance_server,
+    password_of,
+    register,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ci-examples")]
 
@@ -252,26 +258,6 @@ def ci_env(gov: GovServer, **override: str) -> dict[str, str]:
         "MLFLOW_TRACKING_PASSWORD": password_of(SERVICE_ACCOUNT),
         **override,
     }
-
-
-def approve_when_waiting(gov: GovServer, process: subprocess.Popen[str]) -> str:
-    """Read a waiting step's stderr until it names its request, approve it, return the log."""
-    assert process.stderr is not None
-    seen = []
-    for line in process.stderr:
-        seen.append(line)
-        if line.startswith("Waiting for request #"):
-            request_id = int(line.split("#", 1)[1].split(" ", 1)[0])
-            for approver in ("dave", "erin"):
-                gov.call(
-                    approver,
-                    "POST",
-                    "/requests/{request_id}/approve",
-                    json={},
-                    request_id=request_id,
-                )
-            break
-    return "".join(seen) + process.stderr.read()
 
 
 def run_step(gov: GovServer, command: str, cwd: Path) -> StepResult:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -350,3 +351,29 @@ def register(
         with gov.as_user("carol") as client:
             client.transition_model_version_stage(name, version, stage)
     return version
+
+
+def approve_when_waiting(
+    gov: GovServer, process: subprocess.Popen[str], approvers: Sequence[str] = ("dave", "erin")
+) -> str:
+    """Read a ``promote --wait`` step's stderr until it names its request, approve it.
+
+    Returns:
+        Everything the step wrote to standard error.
+    """
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith("Waiting for request #"):
+            request_id = int(line.split("#", 1)[1].split(" ", 1)[0])
+            for approver in approvers:
+                gov.call(
+                    approver,
+                    "POST",
+                    "/requests/{request_id}/approve",
+                    json={},
+                    request_id=request_id,
+                )
+            break
+    return "".join(seen) + process.stderr.read()
