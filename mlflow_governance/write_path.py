@@ -367,6 +367,12 @@ def _marking_writes(managed: Callable[..., Any]) -> Callable[..., Any]:
             if not read_only:
                 session.info[capture.WRITE_SESSION] = True
                 op = capture.current()
+                if op is not None and session.get_bind().dialect.name in FOLDING_DIALECTS:
+                    # InnoDB's REPEATABLE READ would let MLflow's reads after our row lock
+                    # see the snapshot from before the wait: the next version number is
+                    # then taken twice and writers fail. Each statement sees what was
+                    # committed when it runs instead; the model's row lock orders them.
+                    session.connection(execution_options={"isolation_level": "READ COMMITTED"})
                 if op is not None and op.decide is not None:
                     op.decide(session)
             yield session
