@@ -128,6 +128,10 @@ class LocalAccess:
         """The chain head."""
         return _plain(self.service.audit_checkpoint(self.who()))
 
+    def audit_reconcile(self) -> Any:
+        """The registry against what the audit log says it is."""
+        return _plain(self.service.audit_reconcile(self.who()))
+
     # ------------------------------------------------------------------ events
 
     def events_list(self, state: str | None = None, limit: int | None = None) -> Any:

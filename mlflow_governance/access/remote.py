@@ -214,6 +214,10 @@ class RemoteAccess:
         """The chain head, to keep outside the database."""
         return self._call("POST", "audit/checkpoint", body={})
 
+    def audit_reconcile(self) -> Any:
+        """The server's registry against what its audit log says it is."""
+        return self._call("GET", "audit/reconcile")
+
     # ------------------------------------------------------------------ events
 
     def events_list(self, state: str | None = None, limit: int | None = None) -> Any:

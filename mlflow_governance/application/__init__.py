@@ -16,10 +16,17 @@ from mlflow_governance.application.events import EventActions
 from mlflow_governance.application.gitops import GitOpsActions
 from mlflow_governance.application.moves import MoveActions
 from mlflow_governance.application.policies import PolicyActions
+from mlflow_governance.application.reconcile import ReconcileActions
 
 
 class GovernanceService(
-    ApprovalActions, MoveActions, AuditActions, PolicyActions, EventActions, GitOpsActions
+    ApprovalActions,
+    MoveActions,
+    AuditActions,
+    ReconcileActions,
+    PolicyActions,
+    EventActions,
+    GitOpsActions,
 ):
     """Every governance action on one governed store.
 

@@ -374,6 +374,42 @@ def _lineage(
         name, upper, horizon = into[1], into[0] + 1, into[0]
 
 
+def row_events(row: Any) -> list[HistoryEvent]:
+    """The stage and alias events one audit row records: the one reading of those
+    columns, shared by :func:`history` and :mod:`mlflow_governance.audit.reconcile`."""
+    events: list[HistoryEvent] = []
+    common = {
+        "time": format_time(row.time),
+        "actor": row.actor,
+        "action": row.action,
+        "audit_id": row.id,
+        "request_id": row.request_id,
+    }
+    if row.stage_after is not None:
+        events.append(
+            HistoryEvent(
+                version=row.version,
+                kind="stage",
+                name=row.stage_after,
+                before=row.stage_before,
+                after=row.stage_after,
+                **common,
+            )
+        )
+    if row.alias is not None and (row.alias_before is not None or row.alias_after is not None):
+        events.append(
+            HistoryEvent(
+                version=row.alias_after if row.alias_after is not None else row.alias_before,
+                kind="alias",
+                name=row.alias,
+                before=None if row.alias_before is None else str(row.alias_before),
+                after=None if row.alias_after is None else str(row.alias_after),
+                **common,
+            )
+        )
+    return events
+
+
 def history(
     connection: sa.Connection,
     model: str,
@@ -416,37 +452,9 @@ def history(
         query = query.where(c.time <= _naive_utc(at))
     if workspace is not None:
         query = query.where(c.workspace == workspace)
-    events = []
+    events: list[HistoryEvent] = []
     for row in connection.execute(query):
-        common = {
-            "time": format_time(row.time),
-            "actor": row.actor,
-            "action": row.action,
-            "audit_id": row.id,
-            "request_id": row.request_id,
-        }
-        if row.stage_after is not None:
-            events.append(
-                HistoryEvent(
-                    version=row.version,
-                    kind="stage",
-                    name=row.stage_after,
-                    before=row.stage_before,
-                    after=row.stage_after,
-                    **common,
-                )
-            )
-        if row.alias is not None:
-            events.append(
-                HistoryEvent(
-                    version=row.alias_after if row.alias_after is not None else row.alias_before,
-                    kind="alias",
-                    name=row.alias,
-                    before=None if row.alias_before is None else str(row.alias_before),
-                    after=None if row.alias_after is None else str(row.alias_after),
-                    **common,
-                )
-            )
+        events.extend(row_events(row))
     return events
 
 

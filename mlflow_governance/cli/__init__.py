@@ -14,6 +14,7 @@ from mlflow_governance.cli._common import connect, connection_options, emit, jso
 from mlflow_governance.cli.audit import audit, history
 from mlflow_governance.cli.events import events
 from mlflow_governance.cli.gitops import gitops
+from mlflow_governance.cli.reconcile import reconcile
 from mlflow_governance.cli.steps import promote_cmd, rollback_cmd
 from mlflow_governance.cli.workflow import COMMANDS
 
@@ -110,6 +111,7 @@ def whoami(registry_uri: str | None, tracking_uri: str | None, as_json: bool) ->
     emit(data, as_json, text=text)
 
 
+audit.add_command(reconcile)
 main.add_command(audit)
 main.add_command(history)
 main.add_command(events)

@@ -171,6 +171,13 @@ def audit_checkpoint() -> Response:
     return _json(service().audit_checkpoint(_me()))
 
 
+@blueprint.get("/audit/reconcile")
+@_mlflow_errors
+def audit_reconcile() -> Response:
+    """The registry against what the audit log says it is (needs ``audit:read``)."""
+    return _json(service().audit_reconcile(_me()))
+
+
 @blueprint.get("/history")
 @_mlflow_errors
 def history() -> Response:

@@ -1,5 +1,6 @@
 """OpenAPI pieces: schema helpers, and the pipeline steps and admin routes (check,
-promote, rollback, audit export, verify and checkpoint, applying and explaining the policy).
+promote, rollback, audit export, verify, reconcile and checkpoint, applying and explaining
+the policy).
 """
 
 from __future__ import annotations
@@ -119,6 +120,44 @@ STEP_SCHEMAS: dict[str, Any] = {
             "head_hash": nullable("string"),
             "broken_id": nullable("integer"),
             "problem": nullable("string"),
+        }
+    ),
+    "ReconcileReport": obj(
+        {
+            "ok": {"type": "boolean", "description": "True when there is no difference"},
+            "rows": {"type": "integer", "description": "Audit rows replayed (refusals are not)"},
+            "head_id": {"type": "integer", "description": "The newest audit row read"},
+            "models": {"type": "integer"},
+            "versions": {"type": "integer"},
+            "aliases": {"type": "integer"},
+            "differences": {"type": "array", "items": ref("Difference")},
+        }
+    ),
+    "Difference": obj(
+        {
+            "kind": {
+                "type": "string",
+                "enum": [
+                    "model_not_in_log",
+                    "model_missing",
+                    "version_not_in_log",
+                    "version_missing",
+                    "stage_differs",
+                    "alias_not_in_log",
+                    "alias_missing",
+                    "alias_differs",
+                ],
+            },
+            "workspace": {"type": "string"},
+            "model": {"type": "string"},
+            "version": nullable("integer"),
+            "alias": nullable("string"),
+            "expected": {"description": "What the log says (null: the log never saw it)"},
+            "expected_row": {
+                **nullable("integer"),
+                "description": "The audit row that set the expected value",
+            },
+            "actual": {"description": "What the registry holds (null: absent)"},
         }
     ),
     "Checkpoint": {
@@ -283,6 +322,16 @@ def step_paths(
                 "requestBody": body("VerifyBody", required=False),
                 "responses": responses(
                     "200", "VerifyResult", "Intact or where broken", errors="400,401,403"
+                ),
+            }
+        },
+        f"{prefix}/audit/reconcile": {
+            "get": {
+                "operationId": "reconcileAudit",
+                "summary": "Compare the registry with what the audit log says it should be "
+                "(needs audit:read on every model)",
+                "responses": responses(
+                    "200", "ReconcileReport", "Every difference", errors="401,403,409"
                 ),
             }
         },
