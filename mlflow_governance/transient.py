@@ -21,10 +21,27 @@ _POSTGRES_RETRY_STATES = frozenset({"40P01", "40001"})
 #: Attempts in all, and the longest pause between two (seconds, with random jitter).
 ATTEMPTS = 4
 _MAX_PAUSE = 0.2
+#: How far along ``__cause__`` to look (an MlflowException over a SQLAlchemy error over the
+#: driver's is three deep).
+_MAX_CAUSES = 5
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is a deadlock or serialisation failure worth running again."""
+    """Whether ``exc``, or an error it was raised from, is a deadlock or serialisation failure.
+
+    MLflow's managed session turns a database error into an ``MlflowException`` raised
+    from it, so the database's own error is looked for along ``__cause__``.
+    """
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < _MAX_CAUSES:
+        if _is_transient_database_error(current):
+            return True
+        current, seen = current.__cause__, seen + 1
+    return False
+
+
+def _is_transient_database_error(exc: BaseException) -> bool:
     if not isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.DBAPIError):
         return False
     orig = getattr(exc, "orig", None)
@@ -35,8 +52,15 @@ def is_transient(exc: BaseException) -> bool:
     return state in _POSTGRES_RETRY_STATES
 
 
-def run_again_if_transient(fn: Callable[[], T]) -> T:
+def run_again_if_transient(
+    fn: Callable[[], T], before_again: Callable[[], None] | None = None
+) -> T:
     """Run ``fn`` (one whole transaction), again after a deadlock, a few times at most.
+
+    Args:
+        fn: The transaction, from its first statement to its commit.
+        before_again: Called before each further attempt, to undo what the failed one
+            left in memory (decisions, hooks); the database already rolled it back.
 
     Raises:
         Exception: ``fn``'s error, when it is not transient or the attempts are spent.
@@ -45,6 +69,7 @@ def run_again_if_transient(fn: Callable[[], T]) -> T:
         retry=tenacity.retry_if_exception(is_transient),
         stop=tenacity.stop_after_attempt(ATTEMPTS),
         wait=tenacity.wait_random(0, _MAX_PAUSE),
+        before_sleep=(lambda _state: before_again()) if before_again else None,
         reraise=True,
     )
     return retrying(fn)

@@ -117,8 +117,7 @@ class GovernedWritePath(GovernedStoreBase):
             op.tag_keys = tag_keys
             if policy is not None:
                 self._decide_early(policy, method, op, stage, move, effects)
-            with capture.running(op):
-                result = call()
+            result = self._run_whole(op, call)
             if not op.written:  # nothing reached a write session: record the call alone
                 self.audit_alone(op)
             return result
@@ -129,6 +128,22 @@ class GovernedWritePath(GovernedStoreBase):
             if cause is not None:
                 raise to_mlflow(self._settle(cause, op, move)) from None
             raise
+
+    @staticmethod
+    def _run_whole(op: capture.Operation, call: Callable[[], T]) -> T:
+        """Run MLflow's write with ``op``, again as a whole after a deadlock.
+
+        A deadlock or serialisation failure rolls back the change and its audit rows
+        together; the next attempt starts from the operation as it was before the first,
+        since what the failed attempt decided on the locked row may no longer hold.
+        """
+        before = capture.snapshot(op)
+
+        def attempt() -> T:
+            with capture.running(op):
+                return call()
+
+        return run_again_if_transient(attempt, before_again=lambda: capture.restore(op, before))
 
     def _decide_early(
         self,

@@ -71,3 +71,16 @@ def test_attempts_are_bounded_and_other_errors_pass_at_once() -> None:
     with pytest.raises(sqlalchemy.exc.OperationalError):
         run_again_if_transient(broken)
     assert len(calls) == 1
+
+
+def test_a_deadlock_under_mlflows_own_error_is_transient() -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        try:
+            raise _pg("40P01")
+        except sqlalchemy.exc.OperationalError as exc:
+            raise MlflowException("database error", error_code="TEMPORARILY_UNAVAILABLE") from exc
+    except MlflowException as wrapped:
+        assert is_transient(wrapped)
+    assert not is_transient(MlflowException("no database error under it"))

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mlflow_governance.audit.writer import HEAD_TAKEN, AuditEntry, append
 from mlflow_governance.exceptions import AuditWriteError
 from mlflow_governance.identity import Identity, current_identity
+from mlflow_governance.transient import is_transient
 
 WRITE_SESSION = "governance_write"
 _CHANGES = "governance_changes"
@@ -69,6 +70,21 @@ class Operation:
     decide: Callable[[Session], None] | None = None
     #: Version tag keys the call writes, for the policy's trusted tag writers.
     tag_keys: tuple[str, ...] = ()
+
+
+def snapshot(op: Operation) -> dict[str, Any]:
+    """What :func:`restore` needs to put ``op`` back as it is now."""
+    saved = dict(vars(op))
+    saved["details"] = dict(op.details)
+    saved["extra"] = list(op.extra)
+    saved["hooks"] = list(op.hooks)
+    return saved
+
+
+def restore(op: Operation, saved: dict[str, Any]) -> None:
+    """Put ``op`` back as :func:`snapshot` saw it, before a transaction runs again."""
+    vars(op).update(saved)
+    op.details, op.extra, op.hooks = dict(op.details), list(op.extra), list(op.hooks)
 
 
 @dataclass(frozen=True)
@@ -240,6 +256,8 @@ def _before_commit(session: Session) -> None:
         append(session, entries_for(op, changes))
         op.written = True
     except sa.exc.SQLAlchemyError as exc:
+        if is_transient(exc):
+            raise  # the whole transaction runs again (write_path); not a broken audit log
         raise AuditWriteError(
             f"The audit row for '{op.action}' could not be written "
             f"({type(exc.orig if hasattr(exc, 'orig') else exc).__name__}), so the change "
