@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from overhead import BENCH_GATE, BENCH_POLICY, BENCH_USER, _database  # noqa: E402
+from overhead import BENCH_GATE, BENCH_POLICY, BENCH_USER, _database
 
 START_TIMEOUT = 300
 
@@ -113,9 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name, stock, governed in rows:
         ratio = statistics.median(governed[0]) / statistics.median(stock[0])
+        stock_s, governed_s = statistics.median(stock[0]), statistics.median(governed[0])
         print(
-            f"{name:<16} {statistics.median(stock[0]):>9.2f} {statistics.median(governed[0]):>11.2f}"
-            f" {ratio:>6.2f}x {min(stock[1]):>5}/{total} {min(governed[1]):>8}/{total}"
+            f"{name:<16} {stock_s:>9.2f} {governed_s:>11.2f} {ratio:>6.2f}x"
+            f" {min(stock[1]):>5}/{total} {min(governed[1]):>8}/{total}"
         )
         for kind, data in (("stock", stock), ("governed", governed)):
             if data[2]:
