@@ -47,6 +47,7 @@ ID_FIELDS = frozenset(
         "applied_at",
         "sha256",
         "broken_id",
+        "expected_row",
     }
 )
 #: Environment a command must not inherit from the test process.
@@ -177,6 +178,8 @@ def _story(tmp: Path) -> list[tuple[str, list[str]]]:
         ("oscar", ["audit", "verify", "--json"]),  # refused: no audit:read
         ("admin", ["audit", "checkpoint", "--to", checkpoint, "--json"]),
         ("admin", ["audit", "verify", "--checkpoint", checkpoint, "--json"]),
+        ("oscar", ["audit", "reconcile", "--json"]),  # refused: no audit:read
+        ("admin", ["audit", "reconcile", "--json"]),
         ("admin", ["db", "upgrade", "--json"]),  # local only: exit 2 remotely
     ]
 
