@@ -323,9 +323,11 @@ def test_two_replicas_of_the_deployment_doc_share_one_database(
     # MLflow's basic-auth cannot create its tables on MySQL/MariaDB (two foreign keys
     # named fk_user_id); the doc keeps the users in a SQLite file there, as here.
     auth_url = f"sqlite:///{tmp_path / 'auth.db'}" if backend == "mysql" else None
-    with SERVERS[backend].database("replicas") as database_url:
-        with replicas(tmp_path, database_url, auth_url) as (a, b):
-            story(a, b, database_url, tmp_path)
+    with (
+        SERVERS[backend].database("replicas") as database_url,
+        replicas(tmp_path, database_url, auth_url) as (a, b),
+    ):
+        story(a, b, database_url, tmp_path)
 
 
 def test_the_doc_example_is_what_this_test_runs() -> None:
