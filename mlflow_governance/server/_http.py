@@ -11,11 +11,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Response, request
+from flask import Response, current_app, request
 from mlflow.exceptions import MlflowException
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from mlflow_governance.exceptions import GovernanceError
 from mlflow_governance.mlflow_errors import to_mlflow
+from mlflow_governance.server.context import EXTENSION_KEY
+from mlflow_governance.server.settings import DEFAULT_MAX_BODY_BYTES, ENV_MAX_BODY_BYTES
 
 #: What a browser needs to show its login prompt for basic-auth.
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="mlflow"'}
@@ -29,14 +32,53 @@ STATUS_BY_CODE = {
     "INTERNAL_ERROR": 500,
 }
 
+#: The status of a body above the limit ("Content Too Large", RFC 9110).
+TOO_LARGE = 413
+
+
+def body_limit() -> int:
+    """The largest request body this server's governed routes accept, in bytes."""
+    settings = getattr(current_app.extensions.get(EXTENSION_KEY), "settings", None)
+    limit = getattr(settings, "max_body_bytes", None)
+    return limit if isinstance(limit, int) else DEFAULT_MAX_BODY_BYTES
+
+
+def limit_body() -> None:
+    """Hold the current request's body to :func:`body_limit` before anything reads it.
+
+    Werkzeug then refuses a larger ``Content-Length`` at once, and stops reading a body
+    without one at the limit, by raising :class:`RequestEntityTooLarge`, which
+    :func:`too_large_response` answers. Nothing has been parsed or written by then.
+    """
+    request.max_content_length = body_limit()
+
+
+def too_large_response(_exc: RequestEntityTooLarge | None = None) -> Response:
+    """HTTP 413 with MLflow's JSON error body, for a body above :func:`body_limit`."""
+    limit = body_limit()
+    size = request.content_length
+    sent = f"{size:,} bytes" if size is not None else "more than that"
+    return error_response(
+        "INVALID_PARAMETER_VALUE",
+        f"The request body is too large: this server accepts at most {limit:,} bytes "
+        f"and was sent {sent}. Nothing was read or changed. Send less (shorter "
+        f"descriptions, fewer tags), or ask the server's administrator to raise "
+        f"{ENV_MAX_BODY_BYTES}.",
+        TOO_LARGE,
+    )
+
 
 def request_json() -> Any:
     """The current request's JSON body as MLflow's handlers read it, or None.
 
     MLflow parses the body whatever its ``Content-Type`` says and decodes it a second time
     when an old client sent it double-encoded; a check on the body must see what the
-    handler will see, so it reads the body the same way.
+    handler will see, so it reads the body the same way, under :func:`limit_body`.
+
+    Raises:
+        RequestEntityTooLarge: The body is above the limit (answered with HTTP 413).
     """
+    limit_body()
     data = request.get_json(force=True, silent=True)
     if isinstance(data, str):
         try:

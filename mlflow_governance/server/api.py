@@ -17,14 +17,20 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Response, request
 from mlflow.exceptions import MlflowException
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from mlflow_governance.application import export_text
 from mlflow_governance.exceptions import GovernanceError, InvalidRequest
 from mlflow_governance.identity import Identity, current_identity
-from mlflow_governance.server._http import exception_response
+from mlflow_governance.server._http import exception_response, limit_body, too_large_response
+from mlflow_governance.server.bounds import wire_checkpoint
 from mlflow_governance.server.context import API_PREFIX, governance, service, static_prefixed
 
 blueprint = Blueprint("mlflow_governance_api", __name__)
+
+# For the whole app: a body above the limit on our routes or MLflow's registry routes
+# (see ``_http.limit_body``) gets MLflow's JSON error, not werkzeug's HTML page.
+blueprint.app_errorhandler(RequestEntityTooLarge)(too_large_response)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,16 +52,27 @@ def _body() -> dict[str, Any]:
         raise InvalidRequest("The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    try:
+        # JSON may escape half a UTF-16 pair ("\ud800"), which no database driver encodes.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(
+            "The request body holds text that is not valid Unicode (an unpaired surrogate "
+            "escape such as \\ud800); send UTF-8 text."
+        ) from None
     return data
 
 
 def _mlflow_errors(view: F) -> F:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        limit_body()
         try:
             return view(*args, **kwargs)
         except (GovernanceError, MlflowException) as exc:
             return exception_response(exc)
+        except RequestEntityTooLarge as exc:
+            return too_large_response(exc)
 
     return wrapper  # type: ignore[return-value]
 
@@ -161,7 +178,8 @@ def audit_export() -> Response:
 @_mlflow_errors
 def audit_verify() -> Response:
     """Verify the hash chain, against ``{"checkpoint": {...}}`` when given."""
-    return _json(service().audit_verify(_me(), _body().get("checkpoint")))
+    checkpoint = wire_checkpoint(_body().get("checkpoint"))
+    return _json(service().audit_verify(_me(), checkpoint))
 
 
 @blueprint.post("/audit/checkpoint")

@@ -19,7 +19,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mlflow_governance.exceptions import InvalidRequest
@@ -65,6 +65,28 @@ def registry_problem(endpoint: str | None, args: Any, body: Any) -> str | None:
         if problem is not None:
             return problem
     return None
+
+
+def wire_checkpoint(raw: Any) -> Mapping[str, Any] | str | None:
+    """A checkpoint from a request body, its integers bounded.
+
+    A checkpoint is the object ``POST audit/checkpoint`` returned (or its file's text, as
+    the remote CLI sends one it cannot parse). Its ``rows`` and ``head_id`` are compared
+    with the table's ids, so a number no column holds (``1e999``, ``2**70``, ``true``) is
+    refused here; anything that is not an object is handed on as JSON text, which the
+    service refuses with what a checkpoint looks like.
+
+    Raises:
+        InvalidRequest: ``rows`` or ``head_id`` is not a whole number from 0 to 2**63-1.
+    """
+    if raw is None or isinstance(raw, str):
+        return raw
+    if not isinstance(raw, dict):
+        return json.dumps(raw)
+    for key in ("rows", "head_id"):
+        if key in raw:
+            parse_int(raw[key], f"checkpoint {key}", minimum=0)
+    return raw
 
 
 def _version_problem(raw: Any) -> str | None:

@@ -174,6 +174,8 @@ _ERRORS = {
     "404": "No such request (RESOURCE_DOES_NOT_EXIST)",
     "409": "The request is no longer open, you already voted, nothing to roll back to, or "
     "the chain is broken (RESOURCE_CONFLICT, INVALID_STATE)",
+    "413": "The request body is above the server's limit, MLFLOW_GOVERNANCE_MAX_BODY_BYTES "
+    "(INVALID_PARAMETER_VALUE); nothing was read or changed",
     "500": "An unexpected server error (INTERNAL_ERROR); the server's log has the details",
 }
 
@@ -350,6 +352,7 @@ def build_spec(prefix: str, auth_mode: str) -> dict[str, Any]:
             }
         },
     }
+    _declare_body_limit(paths)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -374,6 +377,17 @@ def build_spec(prefix: str, auth_mode: str) -> dict[str, Any]:
         },
         "security": [{scheme: []}],
     }
+
+
+def _declare_body_limit(paths: dict[str, Any]) -> None:
+    """Every operation that reads a body may answer 413 (see ``_http.limit_body``)."""
+    for item in paths.values():
+        for operation in item.values():
+            if "requestBody" in operation:
+                operation["responses"]["413"] = {
+                    "description": _ERRORS["413"],
+                    "content": {"application/json": {"schema": ref("Error")}},
+                }
 
 
 def _version() -> str:

@@ -239,6 +239,17 @@ STEP_SCHEMAS: dict[str, Any] = {
 }
 
 
+def _export_responses(declared: dict[str, Any]) -> dict[str, Any]:
+    """The export's 200 is JSON, or with ``?format=`` the file's text (CSV or JSON Lines)."""
+    declared["200"]["content"].update(
+        {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        }
+    )
+    return declared
+
+
 def step_paths(
     prefix: str,
     responses: Callable[..., dict[str, Any]],
@@ -311,7 +322,9 @@ def step_paths(
                     *[f for f in audit_filters if f["name"] not in ("limit", "newest_first")],
                     query("format", "jsonl or csv: the export file's text"),
                 ],
-                "responses": responses("200", "AuditList", "The rows", errors="400,401,403"),
+                "responses": _export_responses(
+                    responses("200", "AuditList", "The rows", errors="400,401,403")
+                ),
             }
         },
         f"{prefix}/audit/verify": {

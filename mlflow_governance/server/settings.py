@@ -8,6 +8,9 @@ Environment variables:
         ``trusted-header`` mode, ignored otherwise.
     MLFLOW_FLASK_SERVER_SECRET_KEY: Signs the page's session cookie (its CSRF token); the
         same value on every worker and server process. Required in both modes.
+    MLFLOW_GOVERNANCE_MAX_BODY_BYTES: The largest request body, in bytes, the governance
+        routes and MLflow's model-registry routes accept (default 1 MiB, 1048576); a
+        larger one is answered with HTTP 413 before it is parsed.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ from mlflow_governance.exceptions import ConfigurationError
 ENV_AUTH = "MLFLOW_GOVERNANCE_AUTH"
 ENV_TRUSTED_PROXIES = "MLFLOW_GOVERNANCE_TRUSTED_PROXIES"
 ENV_SECRET_KEY = "MLFLOW_FLASK_SERVER_SECRET_KEY"
+ENV_MAX_BODY_BYTES = "MLFLOW_GOVERNANCE_MAX_BODY_BYTES"
+
+#: A registry or governance call is a small JSON document (a policy file is bounded far
+#: below this); anything larger would only hold a database transaction open.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 AUTH_BASIC = "basic"
 AUTH_TRUSTED_HEADER = "trusted-header"
@@ -42,11 +50,13 @@ class Settings:
         auth: ``basic`` or ``trusted-header``.
         trusted_proxies: Networks whose identity headers are believed (trusted-header mode).
         secret_key: The Flask secret key (session cookie and CSRF token).
+        max_body_bytes: The largest request body the governed routes accept.
     """
 
     auth: str = AUTH_BASIC
     trusted_proxies: tuple[Network, ...] = ()
     secret_key: str = ""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -60,7 +70,8 @@ class Settings:
 
         Raises:
             ConfigurationError: An unknown auth mode, a malformed proxy address, no proxies
-                in trusted-header mode, or no secret key; the message says what to set.
+                in trusted-header mode, no secret key, or a body limit that is not a
+                positive number of bytes; the message says what to set.
         """
         env = os.environ if environ is None else environ
         auth = (env.get(ENV_AUTH) or AUTH_BASIC).strip().lower()
@@ -83,7 +94,12 @@ class Settings:
                 "server process): it signs the session that carries the approval page's "
                 "CSRF token."
             )
-        return cls(auth=auth, trusted_proxies=proxies, secret_key=secret)
+        return cls(
+            auth=auth,
+            trusted_proxies=proxies,
+            secret_key=secret,
+            max_body_bytes=parse_byte_count(env.get(ENV_MAX_BODY_BYTES, "")),
+        )
 
     def is_trusted_peer(self, address: str | None) -> bool:
         """Whether ``address`` (the TCP peer) is one of the trusted proxies."""
@@ -117,6 +133,23 @@ def parse_networks(text: str) -> tuple[Network, ...]:
                 "(e.g. 127.0.0.1, ::1 or 10.0.0.0/24)."
             ) from None
     return tuple(networks)
+
+
+def parse_byte_count(text: str) -> int:
+    """Parse the body limit: a positive whole number of bytes; empty means the default.
+
+    Raises:
+        ConfigurationError: Not a positive whole number.
+    """
+    value = text.strip().replace("_", "")
+    if not value:
+        return DEFAULT_MAX_BODY_BYTES
+    if not value.isdigit() or len(value) > 18 or int(value) < 1:
+        raise ConfigurationError(
+            f"{ENV_MAX_BODY_BYTES}={text!r} is not a positive number of bytes "
+            f"(e.g. {DEFAULT_MAX_BODY_BYTES} for 1 MiB, the default)."
+        )
+    return int(value)
 
 
 def parse_groups(header: str | None) -> frozenset[str]:
