@@ -67,7 +67,7 @@ def password_of(user: str) -> str:
     return f"{user}-password-change-me"
 
 
-def tested_block(name: str) -> str:
+def doc_block(name: str) -> str:
     """The fenced ``bash`` block the doc marks ``<!-- tested: NAME -->``."""
     text = DOC.read_text(encoding="utf-8")
     found = re.search(rf"<!-- tested: {re.escape(name)} -->\n```bash\n(.*?)\n```", text, re.S)
@@ -138,7 +138,7 @@ def run_start_block(workdir: Path, database_url: str, auth_url: str | None) -> l
         auth_url: Replaces the doc's ``AUTH_DATABASE_URL`` (None: keep the doc's, which
             is ``DATABASE_URL`` itself).
     """
-    block = _set_variable(tested_block("two-replicas/start"), "DATABASE_URL", database_url)
+    block = _set_variable(doc_block("two-replicas/start"), "DATABASE_URL", database_url)
     if auth_url is not None:
         block = _set_variable(block, "AUTH_DATABASE_URL", auth_url)
     shutil.copy(POLICY, workdir / "policy.yaml")
@@ -201,7 +201,7 @@ def replicas(
     launches = run_start_block(workdir, database_url, auth_url)
     admin_password = launches[0].env["MLFLOW_AUTH_ADMIN_PASSWORD"]
     with start(launches[0], workdir) as a, start(launches[1], workdir) as b:
-        users = tested_block("two-replicas/users")
+        users = doc_block("two-replicas/users")
         for doc_port, server in zip(DOC_PORTS, (a, b), strict=True):
             assert f"127.0.0.1:{doc_port}" in users
             users = users.replace(f"127.0.0.1:{doc_port}", f"127.0.0.1:{server.port}")
@@ -332,7 +332,7 @@ def test_two_replicas_of_the_deployment_doc_share_one_database(
 
 def test_the_doc_example_is_what_this_test_runs() -> None:
     """Cheap guard, no servers: the blocks exist, the replicas differ only by port."""
-    start_block = tested_block("two-replicas/start")
+    start_block = doc_block("two-replicas/start")
     servers = [
         shlex.split(command.replace("\\\n", " ").rstrip("&"))
         for command in re.findall(r"^mlflow server .*?&$", start_block, re.M | re.S)
@@ -343,7 +343,7 @@ def test_the_doc_example_is_what_this_test_runs() -> None:
     without_port = [[arg for arg in argv if arg not in DOC_PORTS] for argv in servers]
     assert without_port[0] == without_port[1]
     assert "mlflow-governance db upgrade" in start_block.split("mlflow server")[0]
-    users = tested_block("two-replicas/users")
+    users = doc_block("two-replicas/users")
     for user in USERS:
         assert user in users
     assert "$user-password-change-me" in users
