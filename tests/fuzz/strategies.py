@@ -7,6 +7,8 @@ example counts keep each module well under a minute per backend.
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -73,3 +75,6 @@ hostile_text = st.lists(
     min_size=1,
     max_size=8,
 ).map("".join)
+
+#: Half a UTF-16 pair: valid in a Python string, encodable by no database driver.
+SURROGATE = re.compile("[\ud800-\udfff]")
