@@ -14,9 +14,9 @@ from mlflow_governance.exceptions import ConfigurationError
 
 VERSION_TABLE = "governance_alembic_version"
 #: The newest revision this release ships; bump with every new migration.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 #: Every revision this release knows, oldest first.
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

@@ -23,6 +23,7 @@ from mlflow_governance.audit.query import verify as chain_verify
 from mlflow_governance.audit.tables import GENESIS_HASH, HEAD_ROW_ID, audit_head, audit_log
 from mlflow_governance.cli import main
 from tests.audit.conftest import ROWS
+from tests.tamper import tamper
 
 
 def verify(registry_uri: str, *extra: str) -> tuple[int, str, dict[str, Any]]:
@@ -68,13 +69,11 @@ def read_row(engine: sa.Engine, row_id: int) -> dict[str, Any]:
 
 
 def update_row(engine: sa.Engine, row_id: int, **values: Any) -> None:
-    with engine.begin() as conn:
-        conn.execute(audit_log.update().where(audit_log.c.id == row_id).values(**values))
+    tamper(engine, audit_log.update().where(audit_log.c.id == row_id).values(**values))
 
 
 def delete_rows(engine: sa.Engine, *row_ids: int) -> None:
-    with engine.begin() as conn:
-        conn.execute(audit_log.delete().where(audit_log.c.id.in_(row_ids)))
+    tamper(engine, audit_log.delete().where(audit_log.c.id.in_(row_ids)))
 
 
 def set_head(engine: sa.Engine, seq: int, head_hash: str) -> None:

@@ -21,6 +21,7 @@ from mlflow_governance.audit.query import make_checkpoint
 from mlflow_governance.audit.query import verify as chain_verify
 from mlflow_governance.cli import main
 from tests.audit.test_tamper import verify as cli_verify
+from tests.tamper import triggers_off
 
 BAD_ROW = 3
 
@@ -33,7 +34,7 @@ CORRUPT_TIME = {
 
 
 def corrupt(engine: sa.Engine, backend: str, statement: str) -> None:
-    with engine.begin() as conn:
+    with engine.begin() as conn, triggers_off(conn):
         if backend == "mysql":
             # The attacker's own session may allow what the server's default mode refuses.
             conn.execute(sa.text("SET SESSION sql_mode = ''"))
@@ -119,7 +120,7 @@ def test_sqlite_text_that_is_not_text_is_reported(
 ) -> None:
     # SQLite's type affinity keeps whatever is written. NOT NULL aside, which a copy of
     # the table made with plain SQL no longer has.
-    with sql.begin() as conn:
+    with sql.begin() as conn, triggers_off(conn):
         if value == "NULL":
             conn.execute(sa.text("CREATE TABLE copy AS SELECT * FROM governance_audit_log"))
             conn.execute(sa.text("DROP TABLE governance_audit_log"))

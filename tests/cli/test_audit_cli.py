@@ -28,6 +28,7 @@ from mlflow_governance.audit.query import COLUMNS
 from mlflow_governance.audit.tables import audit_log
 from mlflow_governance.cli import main
 from mlflow_governance.entry import build_store
+from tests.tamper import tamper
 
 SPEC_ROW_FIELDS = {
     "id",
@@ -378,8 +379,7 @@ def test_checkpoint_then_verify_against_it(backend_story: Story, tmp_path: Path)
 
 def test_checkpoint_refuses_a_broken_chain(story: Story, tmp_path: Path) -> None:
     engine = sa.create_engine(story.uri.removeprefix("governed+"), poolclass=sa.pool.NullPool)
-    with engine.begin() as conn:
-        conn.execute(audit_log.update().where(audit_log.c.id == 4).values(actor="eve"))
+    tamper(engine, audit_log.update().where(audit_log.c.id == 4).values(actor="eve"))
     engine.dispose()
     checkpoint = tmp_path / "head.json"
     result = cli("audit", "checkpoint", "--registry-uri", story.uri, "--to", str(checkpoint))

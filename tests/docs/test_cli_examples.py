@@ -59,6 +59,7 @@ from mlflow_governance.access import LocalAccess, resolve_uri
 from mlflow_governance.access import waiting as waiting_module
 from mlflow_governance.cli import main
 from mlflow_governance.identity import SOURCE_SERVER, Identity, acting_as
+from tests.tamper import tamper
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "cli.md"
@@ -436,8 +437,7 @@ def _erin_approves_while_waiting(folder: Folder) -> None:
 
 def _audit_sql(folder: Folder, statement: Any) -> None:
     engine = sa.create_engine(f"sqlite:///{folder.path / 'mlflow.db'}")
-    with engine.begin() as connection:
-        connection.execute(statement)
+    tamper(engine, statement)
     engine.dispose()
 
 
