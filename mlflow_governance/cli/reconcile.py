@@ -36,13 +36,24 @@ def _row(difference: dict[str, Any]) -> dict[str, Any]:
         expected = f"{expected} (audit row {difference['expected_row']})"
     workspace = difference.get("workspace")
     model = str(difference.get("model"))
+    actual = difference.get("actual")
     return {
         "kind": difference.get("kind"),
         "model": model if workspace in (None, "default") else f"{workspace}/{model}",
         "target": target,
         "expected": "(not in the log)" if expected is None else expected,
-        "actual": "(absent)" if difference.get("actual") is None else difference["actual"],
+        "actual": _contents(actual) if isinstance(actual, dict) else actual or "(absent)",
     }
+
+
+def _contents(actual: dict[str, Any]) -> str:
+    """What a model the log never saw holds, e.g. ``exists; versions 1, 2; @champion 2``."""
+    parts = ["exists" if actual.get("exists") else "no model row"]
+    versions = actual.get("versions") or []
+    if versions:
+        parts.append("versions " + ", ".join(str(v) for v in versions))
+    parts.extend(f"@{alias} {version}" for alias, version in (actual.get("aliases") or {}).items())
+    return "; ".join(parts)
 
 
 def _count(number: int, noun: str, plural: str | None = None) -> str:
