@@ -27,8 +27,7 @@ from mlflow.store.model_registry.dbmodels.models import (
     SqlRegisteredModelAlias,
 )
 
-from mlflow_governance.audit.tables import HEAD_ROW_ID, audit_head
-from mlflow_governance.audit.writer import saw_head, take_head
+from mlflow_governance.audit.writer import take_head
 
 if TYPE_CHECKING:
     from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
@@ -237,8 +236,6 @@ def lock_model(
     row = connection.execute(statement, params).first()
     if row is None:
         return None
-    if dialect == "postgresql":  # read along, unlocked: the audit append may skip its bump
-        saw_head(session, row.head_seq, row.head_hash)
     return LockedModel(session, store, row, version)
 
 
@@ -263,12 +260,6 @@ def _lock_statement(with_version: bool, kind: str) -> sa.Select[Any]:
     rm = SqlRegisteredModel.__table__.c
     mv = SqlModelVersion.__table__.c
     columns: list[Any] = [rm.name, rm.creation_time.label("model_created"), rm.workspace]
-    if kind == "postgresql":
-        head = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ROW_ID)
-        columns.append(head.with_only_columns(audit_head.c.seq).scalar_subquery().label("head_seq"))
-        columns.append(
-            head.with_only_columns(audit_head.c.hash).scalar_subquery().label("head_hash")
-        )
     query = sa.select(*columns)
     if with_version:
         on = sa.and_(

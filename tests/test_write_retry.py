@@ -85,9 +85,9 @@ def test_a_deadlocked_write_runs_again_whole(db_url_for: Any, backend: str) -> N
     head_updates: list[int] = []
 
     def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "governance_audit_head" in statement and statement.lstrip().upper().startswith(
-            ("UPDATE", "WITH")
-        ):
+        text = statement.upper()
+        # Whatever statement takes the head's lock: an UPDATE, a locking read or a CTE.
+        if "GOVERNANCE_AUDIT_HEAD" in text and ("FOR UPDATE" in text or "UPDATE " in text):
             head_updates.append(1)
             at_head.set()
 

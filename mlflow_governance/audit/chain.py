@@ -1,9 +1,19 @@
 """The hash chain over audit rows.
 
-Each row's hash is SHA-256 over a canonical JSON serialisation of its fields and the
-previous row's hash. Editing a row breaks its own hash; deleting a row breaks the link of
+A row's hash links three things: the previous row's hash, the row's position (``id``) and
+the SHA-256 of a canonical JSON serialisation of its content::
+
+    hash = sha256(f"{prev_hash}:{id}:{sha256(canonical content)}")
+
+The content hash is computed by the writer; the link can be computed by the database in
+the statement that moves the chain head (PostgreSQL), so a governed write appends its row
+in one round trip. Editing a row breaks its own hash; deleting a row breaks the link of
 the row after it (and leaves a gap in the ids). Cutting off the newest rows leaves a valid
 but shorter chain: only a checkpoint kept elsewhere (``audit checkpoint``) reveals that.
+
+Rows written before this form existed hash the whole row, ``id`` and ``prev_hash``
+included, in one canonical JSON (:func:`legacy_row_hash`); they keep their hashes, and
+verification accepts either form, each of which commits to the same fields.
 """
 
 from __future__ import annotations
@@ -41,6 +51,10 @@ HASHED_FIELDS = (
     "prev_hash",
 )
 
+
+#: What the content hash covers: every hashed field but the row's position in the chain,
+#: which the link adds.
+CONTENT_FIELDS = tuple(name for name in HASHED_FIELDS if name not in ("id", "prev_hash"))
 
 #: Columns added after the first release: hashed when set, left out of the payload when
 #: NULL, so rows written before they existed keep their hashes.
@@ -80,17 +94,19 @@ def parse_time(text: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def canonical(row: Mapping[str, Any]) -> str:
+def canonical(row: Mapping[str, Any], fields: tuple[str, ...] = HASHED_FIELDS) -> str:
     """Serialise the hashed fields of a row canonically.
 
     Args:
-        row: A mapping with at least the keys of :data:`HASHED_FIELDS`.
+        row: A mapping with at least the keys of ``fields``.
+        fields: Which fields: all of :data:`HASHED_FIELDS` (the legacy form) or
+            :data:`CONTENT_FIELDS`.
 
     Returns:
         Compact JSON with sorted keys.
     """
     payload: dict[str, Any] = {}
-    for name in HASHED_FIELDS:
+    for name in fields:
         value = row.get(name)
         if isinstance(value, datetime):
             value = format_time(value)
@@ -102,16 +118,41 @@ def canonical(row: Mapping[str, Any]) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def content_hash(row: Mapping[str, Any]) -> str:
+    """The SHA-256 of a row's content: every hashed field but ``id`` and ``prev_hash``."""
+    return hashlib.sha256(canonical(row, CONTENT_FIELDS).encode("utf-8")).hexdigest()
+
+
+def link_hash(prev_hash: str, row_id: int, content: str) -> str:
+    """Chain a content hash after ``prev_hash`` at position ``row_id``.
+
+    The databases compute the same value in SQL (see ``audit/writer.py``): the text
+    ``{prev_hash}:{row_id}:{content}`` in UTF-8, hashed, as lowercase hex.
+    """
+    return hashlib.sha256(f"{prev_hash}:{int(row_id)}:{content}".encode()).hexdigest()
+
+
 def row_hash(row: Mapping[str, Any]) -> str:
-    """Compute a row's chained hash.
+    """Compute a row's chained hash, as rows are written now.
 
     Args:
-        row: The row's fields including ``prev_hash``.
+        row: The row's fields including ``id`` and ``prev_hash``.
 
     Returns:
         The hex SHA-256 digest.
     """
+    return link_hash(row["prev_hash"], row["id"], content_hash(row))
+
+
+def legacy_row_hash(row: Mapping[str, Any]) -> str:
+    """The hash of a row written before the linked form: the whole row in one JSON."""
     return hashlib.sha256(canonical(row).encode("utf-8")).hexdigest()
+
+
+def hash_matches(row: Mapping[str, Any]) -> bool:
+    """Whether a stored row's ``hash`` is the hash of its fields, in either form."""
+    stored = row["hash"]
+    return bool(row_hash(row) == stored or legacy_row_hash(row) == stored)
 
 
 @dataclass(frozen=True)
@@ -154,18 +195,23 @@ class UnreadableRow(Exception):
         self.what = what
 
 
-def verify_rows(rows: Iterable[Mapping[str, Any]]) -> VerifyResult:
+def verify_rows(
+    rows: Iterable[Mapping[str, Any]], *, first_id: int = 1, prev_hash: str = GENESIS_HASH
+) -> VerifyResult:
     """Walk rows in id order and check ids, links and hashes.
 
     Args:
         rows: Audit rows ordered by id, as mappings. The source may raise
             :class:`UnreadableRow` for a row it cannot read; the walk stops there.
+        first_id: The id the first row must have: 1, or the row after a retention cut.
+        prev_hash: What the first row must link to: the genesis hash, or the hash of the
+            last row retention archived (its anchor).
 
     Returns:
         The first problem found, or success with the row count and chain head.
     """
-    expected_prev = GENESIS_HASH
-    expected_id = 1
+    expected_prev = prev_hash
+    expected_id = first_id
     count = 0
 
     def broken(row_id: int, problem: str) -> VerifyResult:
@@ -193,10 +239,10 @@ def verify_rows(rows: Iterable[Mapping[str, Any]]) -> VerifyResult:
                 "(the row before it was edited or deleted)",
             )
         try:
-            actual = row_hash(row)
+            matches = hash_matches(row)
         except (TypeError, ValueError) as exc:  # a value JSON cannot represent
             return broken(row_id, f"row {row_id}: its content cannot be hashed ({exc})")
-        if actual != row["hash"]:
+        if not matches:
             return broken(
                 row_id,
                 f"row {row_id}: its content does not match its hash (the row was edited)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,10 +10,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from mlflow_governance.audit.chain import row_hash
+from mlflow_governance.audit.chain import content_hash, row_hash
+from mlflow_governance.audit.event_catalog import events_of
 from mlflow_governance.audit.outbox import enqueue
 from mlflow_governance.audit.storable import storage_of
-from mlflow_governance.audit.tables import HEAD_ROW_ID, audit_head, audit_log
+from mlflow_governance.audit.tables import EVENT_PENDING, HEAD_ROW_ID, audit_head, audit_log, outbox
 from mlflow_governance.clock import utc_now
 from mlflow_governance.exceptions import AuditIntegrityError
 from mlflow_governance.identity import Identity
@@ -51,8 +53,8 @@ class AuditEntry:
     workspace: str | None = None
 
 
-#: Where :func:`take_head` and :func:`saw_head` leave the chain head they read, in the
-#: Session's ``info``: ``(seq, hash, locked)``.
+#: Where :func:`take_head` leaves the chain head it locked and read, in the Session's
+#: ``info``: ``(seq, hash, locked)``.
 HEAD_TAKEN = "governance_head_taken"
 
 
@@ -71,22 +73,6 @@ def take_head(session: Session) -> None:
         session.info[HEAD_TAKEN] = (int(head[0]), str(head[1]), True)
 
 
-def saw_head(session: Session, seq: int | None, head_hash: str | None) -> None:
-    """Remember a chain head read (without its lock) earlier in the transaction.
-
-    :func:`append` then tries to move the head from exactly that position in the same
-    statement that inserts the row; when another writer moved it first, nothing is
-    written by that try and ``append`` takes the head's lock as usual.
-
-    Args:
-        session: The write session.
-        seq: The head's position as read, or None when the head is missing.
-        head_hash: The head's hash as read.
-    """
-    if seq is not None and head_hash is not None:
-        session.info[HEAD_TAKEN] = (int(seq), str(head_hash), False)
-
-
 def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
     """Chain and insert audit rows, and their events, in the executor's open transaction.
 
@@ -94,27 +80,8 @@ def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, 
     same transaction: they commit with the change or not at all, and a dispatcher
     delivers them later, never in the write path.
 
-    Args:
-        executor: A Session or Connection inside the transaction of the change.
-        entries: The rows to append, in order.
-
-    Returns:
-        The inserted rows as dictionaries (with ids and hashes).
-    """
-    rows = _append_rows(executor, entries)
-    if rows:
-        connection = executor.connection() if isinstance(executor, Session) else executor
-        enqueue(connection, rows, rows[0]["time"])
-    return rows
-
-
-def _append_rows(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
-    """Chain and insert audit rows in the executor's open transaction.
-
-    The head row is updated before it is read: the update takes a row lock on PostgreSQL
-    and MySQL and the write lock on SQLite, so concurrent writers queue here and each
-    sees the head its predecessor committed. A head read earlier in the transaction
-    (:func:`take_head`, :func:`saw_head`) saves that round trip.
+    On PostgreSQL one row (the common case) costs one statement: it locks and moves the
+    chain head, computes the row's link in SQL, inserts the row and its events.
 
     Args:
         executor: A Session or Connection inside the transaction of the change.
@@ -129,34 +96,42 @@ def _append_rows(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict
     # transaction's connection (no ORM execution layer) and are built once, below.
     connection = executor.connection() if isinstance(executor, Session) else executor
     storage = storage_of(connection)
-    count = len(entries)
     known = executor.info.pop(HEAD_TAKEN, None) if isinstance(executor, Session) else None
-    if known is not None and known[2]:  # locked and read by take_head in this transaction
-        rows = _chain(entries, storage, int(known[0]) + 1, known[1])
-        connection.execute(_INSERT_ROWS, rows)
-        connection.execute(_SET_HEAD, {"head_seq": known[0] + count, "head_hash": rows[-1]["hash"]})
-        return rows
-    if known is not None and count == 1 and connection.dialect.name == "postgresql":
-        # Optimistic: move the head from where it was seen, in the statement that inserts
-        # the row. Another writer may have moved it since: then nothing was written.
-        rows = _chain(entries, storage, int(known[0]) + 1, known[1])
-        params = {f"row_{name}": value for name, value in rows[0].items()}
-        moved = connection.execute(
-            _INSERT_ROW_IF_HEAD_AT,
-            {
-                **params,
-                "seen_seq": known[0],
-                "head_seq": known[0] + 1,
-                "head_hash": params["row_hash"],
-            },
-        )
-        if moved.first() is not None:
-            return rows
-    if connection.dialect.update_returning:  # PostgreSQL, SQLite >= 3.35: one round trip
-        head = connection.execute(_BUMP_HEAD_RETURNING, {"n_rows": count}).first()
-    else:  # MariaDB/MySQL: UPDATE has no RETURNING; read the head under the lock just taken
-        connection.execute(_BUMP_HEAD, {"n_rows": count})
-        head = connection.execute(_READ_HEAD).first()
+    if known is None and len(entries) == 1 and connection.dialect.name == "postgresql":
+        return [_append_one_in_sql(connection, entries[0], storage)]
+    rows = _append_rows(connection, entries, storage, known)
+    enqueue(connection, rows, rows[0]["time"])
+    return rows
+
+
+def _append_rows(
+    connection: sa.Connection,
+    entries: Sequence[AuditEntry],
+    storage: Any,
+    known: tuple[int, str, bool] | None,
+) -> list[dict[str, Any]]:
+    """Chain rows in Python, after locking the head, and insert them.
+
+    The head is locked before it is read (a row lock on PostgreSQL and MySQL, the write
+    lock on SQLite), so concurrent writers queue here and each sees the head its
+    predecessor committed. A head locked earlier in the transaction (:func:`take_head`)
+    saves that round trip.
+    """
+    count = len(entries)
+    if known is not None:  # locked and read by take_head in this transaction
+        seq, prev_hash = known[0], known[1]
+    elif connection.dialect.update_returning:  # PostgreSQL, SQLite >= 3.35
+        head = connection.execute(_BUMP_HEAD_RETURNING, {"n_rows": 0}).first()
+        seq, prev_hash = _head_or_raise(head)
+    else:  # MariaDB/MySQL: UPDATE has no RETURNING; a locking read takes the row lock
+        seq, prev_hash = _head_or_raise(connection.execute(_LOCK_HEAD).first())
+    rows = _chain(entries, storage, int(seq) + 1, prev_hash)
+    connection.execute(_INSERT_ROWS, rows)
+    connection.execute(_SET_HEAD, {"head_seq": int(seq) + count, "head_hash": rows[-1]["hash"]})
+    return rows
+
+
+def _head_or_raise(head: Any) -> tuple[int, str]:
     if head is None:
         raise AuditIntegrityError(
             "The audit chain head (table governance_audit_head) is missing, so no audit row "
@@ -165,17 +140,28 @@ def _append_rows(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict
             "against your last checkpoint, then 'mlflow-governance db upgrade' to restore "
             "the head from the newest remaining row."
         )
-    seq, prev_hash = head
-    rows = _chain(entries, storage, int(seq) - count + 1, prev_hash)
-    if connection.dialect.name == "postgresql" and count == 1:
-        # One round trip for the row and the new head: PostgreSQL runs an INSERT in a
-        # WITH clause as part of the UPDATE statement.
-        params = {f"row_{name}": value for name, value in rows[0].items()}
-        connection.execute(_INSERT_ROW_SET_HEAD_HASH, {**params, "head_hash": rows[-1]["hash"]})
-    else:
-        connection.execute(_INSERT_ROWS, rows)
-        connection.execute(_SET_HEAD_HASH, {"head_hash": rows[-1]["hash"]})
-    return rows
+    return int(head[0]), str(head[1])
+
+
+def _append_one_in_sql(
+    connection: sa.Connection, entry: AuditEntry, storage: Any
+) -> dict[str, Any]:
+    """One row and its events in one PostgreSQL statement; the database links the row."""
+    row = _row_of(entry, storage, utc_now())
+    row["content_hash"] = content_hash(row)
+    events = events_of({**row, "id": None})
+    params: dict[str, Any] = {f"row_{name}": row[name] for name in _VALUE_COLUMNS}
+    params["content_hash"] = row.pop("content_hash")
+    for index, (kind, data) in enumerate(events):
+        data.pop("audit_id", None)  # the database prefixes it once the row has its id
+        params[f"event_type_{index}"] = kind
+        params[f"event_data_{index}"] = json.dumps(data, sort_keys=True, default=str)
+    written = connection.execute(_one_row_statement(len(events)), params).first()
+    if written is None:
+        _head_or_raise(None)
+    assert written is not None
+    row.update(id=int(written.id), prev_hash=written.prev_hash, hash=written.hash)
+    return row
 
 
 def _chain(
@@ -185,54 +171,58 @@ def _chain(
     now = utc_now()
     rows: list[dict[str, Any]] = []
     for offset, entry in enumerate(entries):
-        ident = entry.identity
-        row: dict[str, Any] = {
-            "id": first_id + offset,
-            "time": now,
-            "actor": ident.user,
-            "identity_source": ident.source,
-            "action": entry.action,
-            "model": entry.model,
-            "version": entry.version,
-            "stage_before": entry.stage_before,
-            "stage_after": entry.stage_after,
-            "alias": entry.alias,
-            "alias_before": entry.alias_before,
-            "alias_after": entry.alias_after,
-            "decision": entry.decision,
-            "reason": entry.reason,
-            "rule": entry.rule,
-            "request_id": entry.request_id,
-            "details": None,
-            "client_address": ident.client_address,
-            "user_agent": ident.user_agent,
-            "prev_hash": prev_hash,
-            "workspace": entry.workspace,
-        }
-        # Hostile input must not turn a refusal into a crash: whatever the database cannot
-        # store as is gets a safe form, before hashing, so the chain covers what is stored.
-        unstorable = storage.make_storable(row)
-        if entry.details or unstorable:
-            row["details"] = storage.details_text(entry.details, unstorable)
+        row = _row_of(entry, storage, now)
+        row["id"], row["prev_hash"] = first_id + offset, prev_hash
         row["hash"] = prev_hash = row_hash(row)
         rows.append(row)
     return rows
 
 
+def _row_of(entry: AuditEntry, storage: Any, now: Any) -> dict[str, Any]:
+    """The stored columns of an entry, before it has a place in the chain."""
+    ident = entry.identity
+    row: dict[str, Any] = {
+        "time": now,
+        "actor": ident.user,
+        "identity_source": ident.source,
+        "action": entry.action,
+        "model": entry.model,
+        "version": entry.version,
+        "stage_before": entry.stage_before,
+        "stage_after": entry.stage_after,
+        "alias": entry.alias,
+        "alias_before": entry.alias_before,
+        "alias_after": entry.alias_after,
+        "decision": entry.decision,
+        "reason": entry.reason,
+        "rule": entry.rule,
+        "request_id": entry.request_id,
+        "details": None,
+        "client_address": ident.client_address,
+        "user_agent": ident.user_agent,
+        "workspace": entry.workspace,
+    }
+    # Hostile input must not turn a refusal into a crash: whatever the database cannot
+    # store as is gets a safe form, before hashing, so the chain covers what is stored.
+    unstorable = storage.make_storable(row)
+    if entry.details or unstorable:
+        row["details"] = storage.details_text(entry.details, unstorable)
+    return row
+
+
 # The statements of every append, built once (their compiled forms are cached by the engine).
-_BUMP_HEAD = (
+_BUMP_HEAD_RETURNING = (
     sa.update(audit_head)
     .where(audit_head.c.id == HEAD_ROW_ID)
     .values(seq=audit_head.c.seq + sa.bindparam("n_rows", type_=sa.BigInteger))
+    .returning(audit_head.c.seq, audit_head.c.hash)
 )
-_BUMP_HEAD_RETURNING = _BUMP_HEAD.returning(audit_head.c.seq, audit_head.c.hash)
-_READ_HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ROW_ID)
-_INSERT_ROWS = sa.insert(audit_log)
-_SET_HEAD_HASH = (
-    sa.update(audit_head)
+_LOCK_HEAD = (
+    sa.select(audit_head.c.seq, audit_head.c.hash)
     .where(audit_head.c.id == HEAD_ROW_ID)
-    .values(hash=sa.bindparam("head_hash", type_=sa.String))
+    .with_for_update()
 )
+_INSERT_ROWS = sa.insert(audit_log)
 _SET_HEAD = (
     sa.update(audit_head)
     .where(audit_head.c.id == HEAD_ROW_ID)
@@ -241,31 +231,76 @@ _SET_HEAD = (
         hash=sa.bindparam("head_hash", type_=sa.String),
     )
 )
-_HEAD_MOVED = (
-    sa.update(audit_head)
-    .where(
-        audit_head.c.id == HEAD_ROW_ID,
-        audit_head.c.seq == sa.bindparam("seen_seq", type_=sa.BigInteger),
+
+#: The columns a writer fills; the database fills ``id``, ``prev_hash`` and ``hash``.
+_VALUE_COLUMNS = tuple(c.name for c in audit_log.c if c.name not in ("id", "prev_hash", "hash"))
+
+
+def _pg_cast(column: sa.Column[Any]) -> str:
+    # Plain types: a cast to VARCHAR(n) would cut a value silently, where the column's
+    # own length check refuses it.
+    if isinstance(column.type, sa.DateTime):
+        return "TIMESTAMP"
+    if isinstance(column.type, sa.Integer):
+        return "BIGINT"
+    return "TEXT"
+
+
+def _link_sql(prev: str, position: str, content: str) -> str:
+    """SQL computing :func:`~mlflow_governance.audit.chain.link_hash` on PostgreSQL."""
+    return (
+        f"encode(sha256(convert_to({prev} || ':' || ({position})::text || ':' || {content}, "
+        "'UTF8')), 'hex')"
     )
-    .values(
-        seq=sa.bindparam("head_seq", type_=sa.BigInteger),
-        hash=sa.bindparam("head_hash", type_=sa.String),
+
+
+def _build_one_row_statement(n_events: int) -> sa.TextClause:
+    values = ", ".join(
+        f"CAST(:row_{name} AS {_pg_cast(audit_log.c[name])})" for name in _VALUE_COLUMNS
     )
-    .returning(audit_head.c.id)
-    .cte("head_moved")
-)
-_INSERT_ROW_IF_HEAD_AT = (
-    sa.insert(audit_log)
-    .from_select(
-        [c.name for c in audit_log.c],
-        sa.select(
-            *(sa.bindparam(f"row_{c.name}", type_=c.type).label(c.name) for c in audit_log.c)
-        ).select_from(_HEAD_MOVED),
-    )
-    .returning(audit_log.c.id)
-)
-_INSERT_ROW_SET_HEAD_HASH = _SET_HEAD_HASH.add_cte(
-    sa.insert(audit_log)
-    .values({c.name: sa.bindparam(f"row_{c.name}", type_=c.type) for c in audit_log.c})
-    .cte("audit_row")
-)
+    sql = f"""
+WITH old AS (
+    SELECT seq, hash FROM {audit_head.name} WHERE id = {HEAD_ROW_ID} FOR UPDATE
+), head AS (
+    UPDATE {audit_head.name} AS h
+       SET seq = old.seq + 1,
+           hash = {_link_sql("old.hash", "old.seq + 1", "CAST(:content_hash AS TEXT)")}
+      FROM old
+     WHERE h.id = {HEAD_ROW_ID}
+    RETURNING h.seq, old.hash AS prev_hash, h.hash
+), audit_row AS (
+    INSERT INTO {audit_log.name} ({", ".join(_VALUE_COLUMNS)}, id, prev_hash, hash)
+    SELECT {values}, head.seq, head.prev_hash, head.hash FROM head
+    RETURNING id, prev_hash, hash
+)"""
+    if n_events:
+        events = ", ".join(
+            f"(CAST(:event_type_{i} AS TEXT), CAST(:event_data_{i} AS TEXT))"
+            for i in range(n_events)
+        )
+        # The event id and the audit id in the data are those of the row just linked,
+        # as audit/event_catalog.py derives them.
+        sql += f""", events AS (
+    INSERT INTO {outbox.name}
+        (event_id, type, model, version, audit_id, time, data, state, attempts,
+         next_attempt_at)
+    SELECT substr(encode(sha256(convert_to(audit_row.hash || ':' || e.type, 'UTF8')), 'hex'),
+                  1, 32),
+           e.type, CAST(:row_model AS TEXT), CAST(:row_version AS BIGINT), audit_row.id,
+           CAST(:row_time AS TIMESTAMP),
+           '{{"audit_id":' || audit_row.id || ',' || substr(e.data, 2),
+           '{EVENT_PENDING}', 0, CAST(:row_time AS TIMESTAMP)
+      FROM audit_row, (VALUES {events}) AS e(type, data)
+)"""
+    sql += "\nSELECT id, prev_hash, hash FROM audit_row"
+    return sa.text(sql)
+
+
+#: One statement per number of events a row announces (at most two: a move that applies
+#: a request is both transitioned and applied).
+_ONE_ROW_STATEMENTS = {n: _build_one_row_statement(n) for n in range(3)}
+
+
+def _one_row_statement(n_events: int) -> sa.TextClause:
+    statement = _ONE_ROW_STATEMENTS.get(n_events)
+    return statement if statement is not None else _build_one_row_statement(n_events)

@@ -13,11 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mlflow_governance.audit.chain import (
+    CONTENT_FIELDS,
     HASHED_FIELDS,
     OPTIONAL_HASHED_FIELDS,
     UnreadableRow,
     canonical,
     format_time,
+    hash_matches,
+    legacy_row_hash,
     row_hash,
     verify_rows,
 )
@@ -104,11 +107,35 @@ def test_canonical_keeps_non_ascii_text_as_is() -> None:
     assert '"actor":"zoë"' in text and "naïve → ok" in text
 
 
-def test_row_hash_is_sha256_of_the_canonical_utf8_text() -> None:
-    row = make_row(1, GENESIS_HASH, actor="zoë")
-    expected = hashlib.sha256(canonical(row).encode("utf-8")).hexdigest()
+def test_row_hash_links_prev_hash_id_and_the_content_hash() -> None:
+    row = make_row(7, "ab" * 32, actor="zoë")
+    content = hashlib.sha256(canonical(row, CONTENT_FIELDS).encode("utf-8")).hexdigest()
+    expected = hashlib.sha256(f"{'ab' * 32}:7:{content}".encode()).hexdigest()
     assert row_hash(row) == expected
-    assert len(expected) == 64 and int(expected, 16) >= 0
+    assert "id" not in json.loads(canonical(row, CONTENT_FIELDS))
+    assert "prev_hash" not in json.loads(canonical(row, CONTENT_FIELDS))
+
+
+def test_rows_hashed_the_legacy_way_still_verify() -> None:
+    rows = []
+    prev = GENESIS_HASH
+    for row_id in (1, 2, 3):
+        row = make_row(row_id, prev)
+        # Rows 1 and 3 as written before the linked form, row 2 as written now.
+        row["hash"] = prev = legacy_row_hash(row) if row_id != 2 else row_hash(row)
+        rows.append(row)
+    assert verify_rows(rows).ok
+    assert legacy_row_hash(rows[0]) == hashlib.sha256(
+        canonical(rows[0]).encode("utf-8")
+    ).hexdigest()
+    rows[2] = {**rows[2], "actor": "eve"}
+    assert verify_rows(rows).broken_id == 3
+
+
+def test_a_row_cannot_move_to_another_position() -> None:
+    rows = make_chain(3)
+    moved = {**rows[1], "id": 5}
+    assert not hash_matches(moved)
 
 
 # ---------------------------------------------------------------------- times
