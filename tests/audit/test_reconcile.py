@@ -346,3 +346,43 @@ def test_over_rest_a_reader_is_refused_with_403_and_an_auditor_gets_the_report(
         "dave", "GET", "/audit", params={"action": "reconcile_audit", "decision": "deny"}
     )
     assert [(r["actor"], r["identity_source"]) for r in rows] == [("oscar", "server")]
+
+
+def test_writes_committing_while_it_runs_are_never_half_seen(
+    governed: Any, registry_uri: str
+) -> None:
+    """The log and the registry are read in one snapshot: a governed write that commits
+    meanwhile is wholly in it or wholly out, never a false difference."""
+    import threading
+
+    from mlflow_governance.application import GovernanceService
+    from mlflow_governance.identity import current_identity
+
+    service = GovernanceService(governed)
+    me = current_identity()  # alice, admin
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    written: list[int] = []
+
+    def write() -> None:
+        try:
+            while not stop.is_set():
+                version = int(governed.create_model_version("fraud-v2", "s3://m/x").version)
+                governed.transition_model_version_stage("fraud-v2", version, "Staging", False)
+                governed.set_registered_model_alias("fraud-v2", "newest", version)
+                written.append(version)
+        except BaseException as exc:  # the test fails with it below
+            failures.append(exc)
+
+    writer = threading.Thread(target=write, name="reconcile-writer")
+    writer.start()
+    try:
+        reports = []
+        while len(reports) < 15 or (len(written) < 3 and writer.is_alive()):
+            reports.append(service.audit_reconcile(me))
+            assert reports[-1]["differences"] == [], reports[-1]
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+    assert not writer.is_alive() and not failures, failures
+    assert written and len({r["head_id"] for r in reports}) > 1  # writes did interleave
