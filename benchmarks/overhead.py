@@ -4,8 +4,8 @@ Both stores are built on the same database URL, so they share MLflow's cached en
 its connection pool); each works on a registered model of its own. Every measured call is
 made on both stores back to back, in alternating order, so that drift (a growing table, a
 warming cache, a busy disk) hits both sides equally. The table reports medians per
-operation and checks them against the project's bar: writes at most 1.25x, reads at most
-1.10x the stock latency.
+operation and checks them against the project's bar: writes at most 1.15x, reads at most
+1.05x the stock latency.
 
 Usage::
 
@@ -38,8 +38,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-WRITE_BAR = 1.25
-READ_BAR = 1.10
+WRITE_BAR = 1.15
+READ_BAR = 1.05
 BENCH_USER = "bench"
 
 #: The policy the governed store evaluates by default: enforce mode, one binding that
