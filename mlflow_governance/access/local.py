@@ -132,6 +132,10 @@ class LocalAccess:
         """The registry against what the audit log says it is."""
         return _plain(self.service.audit_reconcile(self.who()))
 
+    def audit_retain(self, before: str, archive: str) -> Any:
+        """Archive the rows older than ``before`` to ``archive``, then cut them."""
+        return _plain(self.service.audit_retain(self.who(), before, archive))
+
     # ------------------------------------------------------------------ events
 
     def events_list(self, state: str | None = None, limit: int | None = None) -> Any:

@@ -218,6 +218,11 @@ class RemoteAccess:
         """The server's registry against what its audit log says it is."""
         return self._call("GET", "audit/reconcile")
 
+    def audit_retain(self, before: str, archive: str) -> Any:
+        """Archive the rows older than ``before`` to ``archive`` (a path on the server, or
+        S3 as the server's credentials reach it), then cut them."""
+        return self._call("POST", "audit/retain", body={"before": before, "archive": archive})
+
     # ------------------------------------------------------------------ events
 
     def events_list(self, state: str | None = None, limit: int | None = None) -> Any:

@@ -17,6 +17,7 @@ from mlflow_governance.application.gitops import GitOpsActions
 from mlflow_governance.application.moves import MoveActions
 from mlflow_governance.application.policies import PolicyActions
 from mlflow_governance.application.reconcile import ReconcileActions
+from mlflow_governance.application.retention import RetentionActions
 
 
 class GovernanceService(
@@ -24,6 +25,7 @@ class GovernanceService(
     MoveActions,
     AuditActions,
     ReconcileActions,
+    RetentionActions,
     PolicyActions,
     EventActions,
     GitOpsActions,

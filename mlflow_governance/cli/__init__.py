@@ -15,6 +15,7 @@ from mlflow_governance.cli.audit import audit, history
 from mlflow_governance.cli.events import events
 from mlflow_governance.cli.gitops import gitops
 from mlflow_governance.cli.reconcile import reconcile
+from mlflow_governance.cli.retention import retain
 from mlflow_governance.cli.steps import promote_cmd, rollback_cmd
 from mlflow_governance.cli.workflow import COMMANDS
 
@@ -112,6 +113,7 @@ def whoami(registry_uri: str | None, tracking_uri: str | None, as_json: bool) ->
 
 
 audit.add_command(reconcile)
+audit.add_command(retain)
 main.add_command(audit)
 main.add_command(history)
 main.add_command(events)

@@ -135,20 +135,53 @@ def _write(destination: str, text: str) -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="Also check that nothing was cut off or rewritten since this checkpoint.",
 )
+@click.option(
+    "--verify-key",
+    "verify_key",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Ed25519 public key (PEM) the checkpoint must be signed with.",
+)
+@click.option(
+    "--archive",
+    "archives",
+    multiple=True,
+    metavar="MANIFEST",
+    help="Also verify a retention archive (its manifest's path or s3:// URL) and that the "
+    "log continues from it; repeat for several, oldest first.",
+)
 @json_option
 def audit_verify(
     registry_uri: str | None,
     tracking_uri: str | None,
     checkpoint_file: str | None,
+    verify_key: str | None,
+    archives: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Check the hash chain; exit 0 with the row count, or 1 naming the first broken row."""
+    from mlflow_governance.cli.retention import check_archives
+
+    if verify_key and not checkpoint_file:
+        raise click.BadParameter("needs --checkpoint FILE to check", param_hint="--verify-key")
     checkpoint = Path(checkpoint_file).read_text(encoding="utf-8") if checkpoint_file else None
+    if verify_key and checkpoint is not None:
+        _check_signature(checkpoint, checkpoint_file or "", verify_key, as_json)
     access = connect(registry_uri, tracking_uri)
     with errors():
         data = access.audit_verify(checkpoint)
+        first = access.audit_list({"limit": 1}) if archives and data["ok"] else []
+    archived = 0
+    if archives and data["ok"]:
+        mark = json.loads(checkpoint) if checkpoint is not None else None
+        archived, problem = check_archives(archives, first[0] if first else None, mark)
+        if problem is not None:
+            data = {**data, "ok": False, "broken_id": None, "problem": problem}
     if data["ok"]:
         suffix = f", consistent with checkpoint {checkpoint_file}" if checkpoint_file else ""
+        if verify_key:
+            suffix += " (signature valid)"
+        if archives:
+            suffix += f"; {archived} archived rows in {len(archives)} archive(s) intact"
         emit(
             data,
             as_json,
@@ -159,9 +192,44 @@ def audit_verify(
     problem = str(data["problem"])
     # The problem names its row already ("row 4: …"); say it once.
     where = (
-        "" if problem.startswith(f"row {data['broken_id']}:") else f" at row {data['broken_id']}"
+        ""
+        if data["broken_id"] is None or problem.startswith(f"row {data['broken_id']}:")
+        else f" at row {data['broken_id']}"
     )
     emit(data, as_json, text=f"BROKEN{where}: {problem}")
+    sys.exit(EXIT_FAILED)
+
+
+def _check_signature(text: str, source: str, key_file: str, as_json: bool) -> None:
+    """Exit 1 unless the checkpoint's signature holds under the public key."""
+    from mlflow_governance.audit.signing import load_public_key, signature_problem
+
+    with errors():
+        key = load_public_key(key_file)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    problem = (
+        signature_problem(data, key)
+        if isinstance(data, dict)
+        else f"{source} is not a JSON checkpoint"
+    )
+    if problem is None:
+        return
+    message = f"{source}: {problem}"
+    emit(
+        {
+            "ok": False,
+            "rows": None,
+            "head_id": None,
+            "head_hash": None,
+            "broken_id": None,
+            "problem": message,
+        },
+        as_json,
+        text=f"BROKEN: {message}",
+    )
     sys.exit(EXIT_FAILED)
 
 
@@ -171,23 +239,44 @@ def audit_verify(
     "--to",
     "destination",
     required=True,
-    type=click.Path(dir_okay=False),
-    help="File to write the chain head to; keep it outside the database.",
+    metavar="FILE|DIR|s3://BUCKET/PREFIX",
+    help="Where to keep the chain head, outside the database: a file, a directory or an S3 "
+    "prefix (a timestamped file in it, for runs on a schedule), or s3://BUCKET/KEY.json.",
+)
+@click.option(
+    "--sign-key",
+    "sign_key",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="MLFLOW_GOVERNANCE_CHECKPOINT_KEY",
+    help="Sign the checkpoint with this Ed25519 private key (PEM) "
+    "[env: MLFLOW_GOVERNANCE_CHECKPOINT_KEY].",
 )
 @json_option
 def audit_checkpoint(
-    registry_uri: str | None, tracking_uri: str | None, destination: str, as_json: bool
+    registry_uri: str | None,
+    tracking_uri: str | None,
+    destination: str,
+    sign_key: str | None,
+    as_json: bool,
 ) -> None:
     """Write the chain head (row count and hash) so later truncation can be detected."""
+    from mlflow_governance.cli.retention import write_checkpoint
+
     access = connect(registry_uri, tracking_uri)
     with errors():
         data = access.audit_checkpoint()
-    Path(destination).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", "utf-8")
+        if sign_key:
+            # Signed here, by whoever holds the key: the key never reaches the server.
+            from mlflow_governance.audit.signing import load_private_key, sign
+
+            data = sign(data, load_private_key(sign_key))
+    where = write_checkpoint(destination, data)
+    signed = f", signed by key {data['signature']['key_id']}" if sign_key else ""
     emit(
         data,
         as_json,
-        text=f"Checkpoint of {data['rows']} rows (head {data['head_hash'][:16]}) "
-        f"written to {destination}.",
+        text=f"Checkpoint of {data['rows']} rows (head {data['head_hash'][:16]}{signed}) "
+        f"written to {where}.",
     )
 
 

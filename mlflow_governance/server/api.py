@@ -196,6 +196,15 @@ def audit_reconcile() -> Response:
     return _json(service().audit_reconcile(_me()))
 
 
+@blueprint.post("/audit/retain")
+@_mlflow_errors
+def audit_retain() -> Response:
+    """Archive rows older than ``{"before"}`` to ``{"archive"}``, then cut them
+    (needs ``policy:admin``)."""
+    body = _body()
+    return _json(service().audit_retain(_me(), body.get("before"), body.get("archive")))
+
+
 @blueprint.get("/history")
 @_mlflow_errors
 def history() -> Response:

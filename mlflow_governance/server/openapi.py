@@ -154,6 +154,35 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     **STEP_SCHEMAS,
+    "RetainBody": {
+        "type": "object",
+        "properties": {
+            "before": {
+                "type": "string",
+                "description": "ISO-8601 time in the past: rows older than it are cut",
+            },
+            "archive": {
+                "type": "string",
+                "description": "A directory on the server, or s3://bucket/prefix",
+            },
+        },
+        "required": ["before", "archive"],
+    },
+    "RetainResult": obj(
+        {
+            "rows": {"type": "integer", "description": "Rows archived and cut (0: none)"},
+            "first_id": nullable("integer"),
+            "last_id": nullable("integer"),
+            "last_hash": {**nullable("string"), "description": "The new anchor"},
+            "manifest": {**nullable("string"), "description": "Where the manifest went"},
+            "jsonl": {**nullable("string"), "description": "Where the rows went"},
+            "manifest_sha256": nullable("string"),
+            "jsonl_sha256": nullable("string"),
+            "head_id": {**nullable("integer"), "description": "The chain head at the cut"},
+            "head_hash": nullable("string"),
+            "audit_id": nullable("integer"),
+        }
+    ),
     "WhoAmI": obj(
         {
             "user": {"type": "string"},
@@ -330,6 +359,21 @@ def build_spec(prefix: str, auth_mode: str) -> dict[str, Any]:
             },
         },
         **step_paths(prefix, _responses, _query, audit_filters),
+        f"{prefix}/audit/retain": {
+            "post": {
+                "operationId": "retainAudit",
+                "summary": "Archive the audit rows older than a time (with a manifest, read "
+                "back), then cut them; the chain stays verifiable from its anchor "
+                "(needs policy:admin)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref("RetainBody")}},
+                },
+                "responses": _responses(
+                    "200", "RetainResult", "Archived and cut", errors="400,401,403,409"
+                ),
+            }
+        },
         f"{prefix}/whoami": {
             "get": {
                 "operationId": "whoami",
