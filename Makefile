@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test soak lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ test: $(STAMP)
 	@# The browser tests drive Debian's Chromium through Playwright (which never downloads one).
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium >/dev/null) || echo "make: could not install chromium"
-	$(PY) -m pytest -n auto --dist loadgroup -q $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist loadgroup -q -m "not soak" $(PYTEST_ARGS)
+
+# The long fault tests (a server killed under load, the database down for 10 s): several
+# minutes of real servers, so apart from `make test`; .ci/run runs both.
+soak: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadgroup -q -m soak $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

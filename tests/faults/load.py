@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ class Seen:
     ended: str
     status: int | None
     body: str
+    finished: float  # time.monotonic() when the answer (or its absence) was known
 
 
 class Load:
@@ -181,7 +183,9 @@ class Load:
             version = int(answer["model_version"]["version"])
         outcome = Outcome(asked.action, asked.model, version, asked.stage, asked.alias, result)
         with self._lock:
-            self._seen.append(Seen(outcome, started, self.phase, status, text[:2000]))
+            self._seen.append(
+                Seen(outcome, started, self.phase, status, text[:2000], time.monotonic())
+            )
         if status is not None and self.on_answer is not None:
             self.on_answer(self)
         return answer
