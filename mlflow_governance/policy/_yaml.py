@@ -14,6 +14,9 @@ server validates what it is sent), so the text is first measured against fixed b
 
 from __future__ import annotations
 
+import bisect
+import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -83,6 +86,47 @@ def _position(mark: yaml.Mark) -> Position:
     return Position(mark.line + 1, mark.column + 1)
 
 
+#: What PyYAML's safe scalar builders raise on text their tag cannot hold (see _scalar).
+_SCALAR_BUILD_ERRORS = (ValueError, OverflowError, IndexError, KeyError, AttributeError)
+
+#: What each standard tag accepts, for the message that refuses a value.
+_TAG_FORMS = {
+    "int": "a whole number such as 3, -2 or 0x1f",
+    "float": "a number such as 0.5, 1e3 or .inf",
+    "bool": "true, false, yes, no, on or off",
+    "timestamp": "a date such as 2024-01-31 or a time such as 2024-01-31T12:00:00Z",
+}
+
+_QUOTE_LIMIT = 80
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Surrogates reported one by one; a hostile text may hold a million.
+_SURROGATES_SHOWN = 20
+#: The line breaks YAML counts (and so its marks): CR LF, LF, CR, NEL, LS and PS.
+_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
+
+
+def _scalar_problem(node: yaml.Node, exc: Exception) -> str:
+    kind = str(node.tag).rsplit(":", 1)[-1]
+    text = str(node.value)
+    if kind == "int" and len(text) > sys.get_int_max_str_digits() > 0:
+        return f"a whole number of {len(text):,} characters is too long"
+    form = _TAG_FORMS.get(kind)
+    if not text.strip():
+        expected = f"; write {form}" if form else ""
+        return f"'!!{kind}' is given no value{expected}, or drop the tag"
+    quoted = text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 3] + "..."
+    if isinstance(exc, ValueError) and kind == "timestamp":
+        reason = str(exc)  # Python's date() says what is wrong: ``month must be in 1..12``
+    elif form:
+        # The other errors tell only how PyYAML failed (``string index out of range``).
+        reason = f"expected {form}"
+    else:
+        reason = str(exc)
+    article = "an" if kind[:1] in ("a", "e", "i", "o", "u") else "a"
+    return f"cannot read '{quoted}' as {article} {kind}: {reason}"
+
+
 class _Walker:
     """Turns a composed node graph into plain data, collecting positions on the way."""
 
@@ -117,15 +161,13 @@ class _Walker:
     def _scalar(self, node: yaml.Node, path: Path) -> object:
         try:
             return self.loader.construct_object(node, deep=True)
-        except (ValueError, OverflowError) as exc:
-            # PyYAML builds dates and integers with Python's own constructors, which raise
-            # ValueError for `2001-13-45` or an integer of thousands of digits; report the
-            # value instead of letting the error escape the loader.
-            if node.tag.endswith(":int"):
-                problem = f"a whole number of {len(str(node.value)):,} characters is too long"
-            else:
-                problem = f"cannot read '{node.value}' as a {node.tag.rsplit(':', 1)[-1]}: {exc}"
-            self.problems.append((path, _position(node.start_mark), problem))
+        except _SCALAR_BUILD_ERRORS as exc:
+            # PyYAML builds tagged scalars with bare Python: ``!!int`` with no value indexes
+            # an empty string, ``!!bool 'maybe'`` misses its lookup table, ``!!timestamp
+            # 'x'`` calls a method on a failed match, and Python's own int() and date()
+            # refuse ``2001-13-45`` or thousands of digits. Any of them is a bad value at
+            # this node, to be reported like every other, never an error of the loader.
+            self.problems.append((path, _position(node.start_mark), _scalar_problem(node, exc)))
             return None
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, object]:
@@ -173,20 +215,56 @@ def parse_yaml(text: str) -> ParsedDocument:
         BudgetExceeded: The text is too large, too deep or expands to too much through
             its aliases; nothing has been expanded yet.
     """
+    surrogates = [(match.start(), match.group()) for match in _SURROGATE.finditer(text)]
+    if surrogates:
+        # Half of a UTF-16 pair is a valid Python character (JSON's "\ud800" gives one)
+        # but no UTF-8 text can hold it, and the YAML parser fails encoding it. Each one is
+        # reported where it stands; a stand-in of the same length keeps every position
+        # true so the rest of the file is still checked.
+        text = _SURROGATE.sub("\ufffd", text)
     check_budget(text, _PositionLoader)
     loader = _PositionLoader(text)
     try:
         node = loader.get_single_node()
-        if node is None:
-            return ParsedDocument(data=None)
         walker = _Walker(loader)
-        data = walker.walk(node, ())
+        data = None if node is None else walker.walk(node, ())
     finally:
         loader.dispose()
+    problems = _surrogate_problems(text, surrogates, walker) if surrogates else []
     return ParsedDocument(
         data=data,
         values=walker.values,
         keys=walker.keys,
         duplicates=tuple(walker.duplicates),
-        problems=tuple(walker.problems),
+        problems=(*problems, *walker.problems),
     )
+
+
+def _surrogate_problems(
+    text: str, surrogates: list[tuple[int, str]], walker: _Walker
+) -> list[tuple[Path, Position, str]]:
+    """One problem per surrogate (the first few), at its line and in the field holding it."""
+    line_starts = [0, *(match.end() for match in _LINE_BREAK.finditer(text))]
+    # The key or value that starts last before a character is the one holding it; at one
+    # position (a list item and its first key) the deeper path is the more precise.
+    holders = sorted(
+        ((at.line, at.column, len(path)), path)
+        for path, at in (*walker.keys.items(), *walker.values.items())
+    )
+    starts = [start for start, _ in holders]
+    problems: list[tuple[Path, Position, str]] = []
+    for index, char in surrogates[:_SURROGATES_SHOWN]:
+        line = bisect.bisect_right(line_starts, index)
+        position = Position(line, index - line_starts[line - 1] + 1)
+        holder = bisect.bisect_right(starts, (line, position.column, len(text))) - 1
+        path = holders[holder][1] if holder >= 0 else ()
+        problem = (
+            f"holds U+{ord(char):04X}, half of a UTF-16 surrogate pair, which no UTF-8 text "
+            "can hold; remove it or write the whole character it was part of"
+        )
+        problems.append((path, position, problem))
+    hidden = len(surrogates) - _SURROGATES_SHOWN
+    if hidden > 0:
+        path, position, problem = problems[-1]
+        problems[-1] = (path, position, f"{problem} ({hidden:,} more further on)")
+    return problems
