@@ -117,6 +117,8 @@ class Destination:
             self.bucket, self.prefix = bucket, prefix
         elif not target.strip():
             raise InvalidRequest("archive must be a directory or s3://BUCKET/PREFIX.")
+        if "\x00" in target:
+            raise InvalidRequest("archive must not contain a NUL character.")
 
     @property
     def is_s3(self) -> bool:
@@ -151,7 +153,21 @@ class Destination:
         return True
 
     def write(self, name: str, data: IO[bytes]) -> None:
-        """Store a file (``data`` positioned at its start)."""
+        """Store a file (``data`` positioned at its start).
+
+        Raises:
+            InvalidRequest: It cannot be written there (nothing is deleted then).
+        """
+        try:
+            self._write(name, data)
+        except InvalidRequest:
+            raise
+        except Exception as exc:  # OSError, botocore's ClientError and its kin
+            raise InvalidRequest(
+                f"Cannot write the archive {self.location(name)}: {exc}; nothing was deleted."
+            ) from exc
+
+    def _write(self, name: str, data: IO[bytes]) -> None:
         if self.is_s3:
             key = self.location(name)[len(f"s3://{self.bucket}/") :]
             self._client().upload_fileobj(data, self.bucket, key)

@@ -253,3 +253,15 @@ def test_retain_to_s3_with_a_manifest_and_verify_from_there(
     # Retention never overwrites an archive: the same cut again is refused before any delete.
     s3.delete_object(Bucket="audit-archive", Key=f"{stem}.manifest.json")
     assert min(times(sql)) == 5
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_an_archive_that_cannot_be_written_deletes_nothing(
+    logged: int, registry_uri: str, sql: sa.Engine, enforce: None, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    result = retain(registry_uri, times(sql)[5], str(blocker / "archive"))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Cannot write the archive" in result.output and "nothing was deleted" in result.output
+    assert min(times(sql)) == 1
