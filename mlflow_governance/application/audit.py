@@ -151,13 +151,14 @@ class AuditActions(ServiceCore):
 
     def history(self, identity: Identity, model: Any, at: Any = None) -> list[dict[str, Any]]:
         """Stage and alias changes of a model, oldest first, or its holders ``at`` a time."""
-        from mlflow_governance.audit.query import history, holders_at
+        from mlflow_governance.audit.query import history, holders
 
         name = text_arg(model, "model", "the registered model whose history to show")
         self.require(identity, "audit:read", name, "read_history")
         when = parse_time(at, "at")
+        workspace = self.store.active_workspace()
         with self.store.engine.connect() as conn:
-            events = history(conn, name, when, workspace=self.store.active_workspace())
-        if when is None:
-            return [event.to_dict() for event in events]
-        return [dict(holding.__dict__) for holding in holders_at(events)]
+            if when is None:
+                return [event.to_dict() for event in history(conn, name, workspace=workspace)]
+            found = holders(conn, name, when, workspace=workspace)
+        return [dict(holding.__dict__) for holding in found]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -96,28 +96,30 @@ def _iter_rows(connection: sa.Connection) -> Iterator[Mapping[str, Any]]:
     # Keyset pages keep memory flat on a long log without holding a server-side cursor.
     last = 0
     while True:
-        rows: Iterable[Mapping[str, Any]]
+        page: Iterable[Sequence[Any]]
         try:
-            rows = [
-                dict(row._mapping)
-                for row in connection.execute(
-                    sa.select(audit_log)
-                    .where(audit_log.c.id > last)
-                    .order_by(audit_log.c.id)
-                    .limit(_VERIFY_BATCH)
-                )
-            ]
+            page = connection.execute(
+                sa.select(audit_log)
+                .where(audit_log.c.id > last)
+                .order_by(audit_log.c.id)
+                .limit(_VERIFY_BATCH)
+            ).all()
         except _READ_ERRORS as exc:
             if _connection_lost(exc):
                 raise
             # Some row of the page cannot be converted: read it again row by row so the
             # rows before the bad one are still checked and the bad one is named.
-            rows = _rows_one_by_one(connection, last, exc)
+            page = _rows_one_by_one(connection, last, exc)
         count = 0
-        for row in rows:
-            problem = _type_problem(row)
-            if problem is not None:
-                raise UnreadableRow(int(row["id"]), problem)
+        for values in page:
+            # Every row of the log passes here, so the per-row work stays in C loops: one
+            # isinstance pass over the plain values, and a dict zipped from them (building
+            # it from a RowMapping costs twice as much).
+            row = dict(zip(COLUMNS, values, strict=True))
+            if not all(map(isinstance, values, _ACCEPTED_TYPES)):
+                problem = _type_problem(row)
+                if problem is not None:
+                    raise UnreadableRow(int(row["id"]), problem)
             yield row
             last = int(row["id"])
             count += 1
@@ -131,6 +133,12 @@ _READ_ERRORS = (sa.exc.DBAPIError, ValueError, ArithmeticError, TypeError)
 
 #: ``(column, Python type, nullable)`` of every audit column, as the chain hashes it.
 _COLUMN_TYPES = tuple((c.name, c.type.python_type, c.nullable) for c in audit_log.columns)
+
+#: The types each column's value may have, in :data:`COLUMNS` order (None where nullable):
+#: the fast check that :func:`_type_problem` explains when it fails.
+_ACCEPTED_TYPES = tuple(
+    (expected, type(None)) if nullable else expected for _, expected, nullable in _COLUMN_TYPES
+)
 
 
 def _connection_lost(exc: Exception) -> bool:
@@ -152,7 +160,7 @@ def _type_problem(row: Mapping[str, Any]) -> str | None:
 
 def _rows_one_by_one(
     connection: sa.Connection, after: int, page_error: Exception
-) -> Iterator[Mapping[str, Any]]:
+) -> Iterator[Sequence[Any]]:
     """One page of rows read singly, raising :class:`UnreadableRow` at the bad one."""
     c = audit_log.c
     ids = connection.execute(
@@ -165,7 +173,7 @@ def _rows_one_by_one(
             if _connection_lost(exc):
                 raise
             raise UnreadableRow(row_id, _unreadable_columns(connection, row_id, exc)) from exc
-        yield dict(row._mapping)
+        yield tuple(row)
     # Every row read singly: the page failed for a reason that was not in a row.
     raise page_error
 
@@ -440,30 +448,136 @@ def history(
     Returns:
         The events.
     """
+    query = sa.select(audit_log).where(*_change_conditions(connection, model, at, workspace))
+    events: list[HistoryEvent] = []
+    for row in connection.execute(query.order_by(audit_log.c.id)):
+        events.extend(row_events(row))
+    return events
+
+
+def _change_conditions(
+    connection: sa.Connection, model: str, at: datetime | None, workspace: str | None
+) -> list[Any]:
+    """Which audit rows are stage or alias changes of ``model`` (under all its names)."""
     c = audit_log.c
     names = [
         sa.and_(c.model == name, c.id > lower, *([c.id < upper] if upper is not None else []))
         for name, lower, upper in _lineage(connection, model, workspace)
     ]
-    query = (
-        sa.select(audit_log)
-        .where(sa.or_(*names), c.decision != DECISION_DENY)
-        .where(
-            sa.or_(
-                c.stage_after.is_not(None),
-                c.alias.is_not(None) & (c.alias_before.is_not(None) | c.alias_after.is_not(None)),
-            )
-        )
-        .order_by(c.id)
-    )
+    conditions = [
+        sa.or_(*names),
+        c.decision != DECISION_DENY,
+        sa.or_(
+            c.stage_after.is_not(None),
+            c.alias.is_not(None) & (c.alias_before.is_not(None) | c.alias_after.is_not(None)),
+        ),
+    ]
     if at is not None:
-        query = query.where(c.time <= _naive_utc(at))
+        conditions.append(c.time <= _naive_utc(at))
     if workspace is not None:
-        query = query.where(c.workspace == workspace)
+        conditions.append(c.workspace == workspace)
+    return conditions
+
+
+def holding_keys(
+    version: int | None,
+    stage_after: str | None,
+    alias: str | None,
+    alias_before: int | None,
+    alias_after: int | None,
+) -> list[tuple[str, Any]]:
+    """What the events :func:`row_events` reads from a row with these columns set or clear
+    in :func:`holders_at`: ``("stage", version)`` and ``("alias", name)``."""
+    keys: list[tuple[str, Any]] = []
+    if stage_after is not None and version is not None:
+        keys.append(("stage", version))
+    if alias is not None and (alias_before is not None or alias_after is not None):
+        keys.append(("alias", alias))
+    return keys
+
+
+#: Ids per ``IN`` list when the deciding rows are read in full.
+_ID_CHUNK = 1000
+
+
+def holders(
+    connection: sa.Connection,
+    model: str,
+    at: datetime | None = None,
+    *,
+    workspace: str | None = None,
+) -> list[Holding]:
+    """Who held each stage and alias of a model at ``at``: ``holders_at(history(...))``,
+    reading in full only the rows that decide the answer.
+
+    A busy model has tens of thousands of changes spread over the whole log; replaying
+    them all costs a table read per change. The last change of each version's stage and
+    of each alias decides who holds what, so a first pass reads only the few columns that
+    say which change is whose (an index holding them answers without the table), and the
+    second reads those rows in full and replays them as :func:`holders_at` replays every
+    change: the earlier changes it skips would all have been overwritten.
+
+    Args:
+        connection: An open connection.
+        model: The registered model name (its history follows renames).
+        at: The moment; None for now.
+        workspace: As for :func:`history`.
+
+    Returns:
+        As :func:`holders_at`.
+    """
+    c = audit_log.c
+    narrow = sa.select(c.id, c.version, c.stage_after, c.alias, c.alias_before, c.alias_after)
+    conditions = _change_conditions(connection, model, at, workspace)
+    # Per stage (by version) and alias (by name): the id of its last change, and whether
+    # that change leaves a holder (rows that archive or delete need no second read).
+    deciding: dict[tuple[str, Any], tuple[int, bool]] = {}
+    for row_id, version, stage_after, alias, alias_before, alias_after in connection.execute(
+        narrow.where(*conditions)
+    ).all():
+        for key in holding_keys(version, stage_after, alias, alias_before, alias_after):
+            if row_id > deciding.get(key, (0, False))[0]:
+                holds = stage_after in HELD_STAGES if key[0] == "stage" else alias_after is not None
+                deciding[key] = (row_id, holds)
+    held = {row_id for row_id, holds in deciding.values() if holds}
+    # The columns row_events reads; the long ones (reason, details, hashes) stay behind.
+    full = sa.select(*(c[name] for name in _EVENT_COLUMNS))
     events: list[HistoryEvent] = []
-    for row in connection.execute(query):
-        events.extend(row_events(row))
-    return events
+    ids = sorted(held)
+    for start in range(0, len(ids), _ID_CHUNK):
+        chunk = ids[start : start + _ID_CHUNK]
+        for row in connection.execute(full.where(c.id.in_(chunk)).order_by(c.id)):
+            events.extend(row_events(row))
+    # A row read for one key may carry an older change of another: only the holding
+    # its own deciding row set is the answer.
+    return [
+        holding
+        for holding in holders_at(events)
+        if deciding[
+            ("stage", holding.version) if holding.kind == "stage" else ("alias", holding.name)
+        ]
+        == (holding.audit_id, True)
+    ]
+
+
+#: What :func:`row_events` reads of a row.
+_EVENT_COLUMNS = (
+    "id",
+    "time",
+    "actor",
+    "action",
+    "request_id",
+    "version",
+    "stage_before",
+    "stage_after",
+    "alias",
+    "alias_before",
+    "alias_after",
+)
+
+
+#: The stages a version is said to hold (None, Archived and deleted are not held).
+HELD_STAGES = ("Staging", "Production")
 
 
 @dataclass(frozen=True)
@@ -492,7 +606,7 @@ def holders_at(events: list[HistoryEvent]) -> list[Holding]:
     aliases: dict[str, Holding] = {}
     for ev in events:
         if ev.kind == "stage" and ev.version is not None:
-            if ev.after in ("Staging", "Production"):
+            if ev.after in HELD_STAGES:
                 stages[ev.version] = Holding(
                     "stage", ev.after, ev.version, ev.time, ev.actor, ev.audit_id, ev.request_id
                 )
