@@ -8,7 +8,8 @@ governed write path in :mod:`mlflow_governance.write_path`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from mlflow.entities.model_registry.model_version_stages import (
     DEFAULT_STAGES_FOR_GET_LATEST_VERSIONS,
@@ -36,7 +37,14 @@ from mlflow_governance.audit import capture
 from mlflow_governance.policy import Policy, Subject
 from mlflow_governance.policy_source import PolicySource
 from mlflow_governance.state import LockedModel
-from mlflow_governance.store_base import checked_version
+from mlflow_governance.store_base import (
+    DESCRIPTION_CHARS,
+    MODEL_NAME_CHARS,
+    MODEL_TAG_VALUE_CHARS,
+    SOURCE_CHARS,
+    checked_length,
+    checked_version,
+)
 from mlflow_governance.workflow.effects import (
     delete_verdict,
     follow_rename,
@@ -50,6 +58,8 @@ from mlflow_governance.write_path import (
     Effects,
     GovernedWritePath,
 )
+
+T = TypeVar("T")
 
 
 class GovernedStore(GovernedWritePath):
@@ -82,8 +92,13 @@ class GovernedStore(GovernedWritePath):
             self._refuse_reserved_tag("create_registered_model", tag.key, name)
         return self._govern(
             "create_registered_model",
-            lambda: super(GovernedStore, self).create_registered_model(
-                name, tags, description, deployment_job_id
+            _fitting(
+                lambda: super(GovernedStore, self).create_registered_model(
+                    name, tags, description, deployment_job_id
+                ),
+                ("Model name", name, MODEL_NAME_CHARS),
+                ("Description", description, DESCRIPTION_CHARS),
+                *(("Tag value", tag.value, MODEL_TAG_VALUE_CHARS) for tag in tags or []),
             ),
             model=name,
             details=_tags_details(tags),
@@ -95,8 +110,11 @@ class GovernedStore(GovernedWritePath):
         _validate_model_name(name)
         return self._govern(
             "update_registered_model",
-            lambda: super(GovernedStore, self).update_registered_model(
-                name, description, deployment_job_id
+            _fitting(
+                lambda: super(GovernedStore, self).update_registered_model(
+                    name, description, deployment_job_id
+                ),
+                ("Description", description, DESCRIPTION_CHARS),
             ),
             model=name,
             details={"description": description},
@@ -132,7 +150,7 @@ class GovernedStore(GovernedWritePath):
 
         return self._govern(
             "rename_registered_model",
-            rename,
+            _fitting(rename, ("New model name", new_name, MODEL_NAME_CHARS)),
             model=name,
             details={"new_name": new_name},
             effects=effects,
@@ -153,7 +171,10 @@ class GovernedStore(GovernedWritePath):
         self._refuse_reserved_tag("set_registered_model_tag", tag.key, name)
         return self._govern(
             "set_registered_model_tag",
-            lambda: super(GovernedStore, self).set_registered_model_tag(name, tag),
+            _fitting(
+                lambda: super(GovernedStore, self).set_registered_model_tag(name, tag),
+                ("Tag value", tag.value, MODEL_TAG_VALUE_CHARS),
+            ),
             model=name,
             details={"key": tag.key, "value": tag.value},
         )
@@ -190,8 +211,13 @@ class GovernedStore(GovernedWritePath):
         details.update(_tags_details(tags))
         return self._govern(
             "create_model_version",
-            lambda: super(GovernedStore, self).create_model_version(
-                name, source, run_id, tags, run_link, description, local_model_path, model_id
+            _fitting(
+                lambda: super(GovernedStore, self).create_model_version(
+                    name, source, run_id, tags, run_link, description, local_model_path, model_id
+                ),
+                ("Source", source, SOURCE_CHARS),
+                ("Run link", run_link, SOURCE_CHARS),
+                ("Description", description, DESCRIPTION_CHARS),
             ),
             model=name,
             details={k: v for k, v in details.items() if v is not None},
@@ -204,7 +230,10 @@ class GovernedStore(GovernedWritePath):
         # audited as they happen; this row, written after them, ties them to the source.
         return self._govern(
             "copy_model_version",
-            lambda: super(GovernedStore, self).copy_model_version(src_mv, dst_name),
+            _fitting(
+                lambda: super(GovernedStore, self).copy_model_version(src_mv, dst_name),
+                ("Model name", dst_name, MODEL_NAME_CHARS),
+            ),
             model=dst_name,
             details={"source_model": src_mv.name, "source_version": int(src_mv.version)},
         )
@@ -214,7 +243,10 @@ class GovernedStore(GovernedWritePath):
         version = checked_version(version)
         return self._govern(
             "update_model_version",
-            lambda: super(GovernedStore, self).update_model_version(name, version, description),
+            _fitting(
+                lambda: super(GovernedStore, self).update_model_version(name, version, description),
+                ("Description", description, DESCRIPTION_CHARS),
+            ),
             model=name,
             version=version,
             details={"description": description},
@@ -389,6 +421,25 @@ class GovernedWorkspaceStore(WorkspaceAwareMixin, GovernedStore):
 
     def _initialize_store_state(self) -> None:
         pass
+
+
+def _fitting(call: Callable[[], T], *texts: tuple[str, Any, int]) -> Callable[[], T]:
+    """``call``, run only when each ``(what, value, limit)`` text fits its registry column.
+
+    It runs as MLflow's write inside ``_govern``: after the policy has decided, so a
+    refusal is audited whatever the name (``tests/workflow/test_bypass.py``), and before
+    MLflow's session opens, so no SQL is sent. A text too long for its column is an input
+    error MLflow itself refuses (on PostgreSQL and MySQL, as BAD_REQUEST with the SQL in
+    its message), not a policy refusal: like MLflow's other validation failures, and
+    like those BAD_REQUESTs, it leaves no audit row.
+    """
+
+    def checked() -> T:
+        for what, value, limit in texts:
+            checked_length(what, value, limit)
+        return call()
+
+    return checked
 
 
 def _deleting(version: int | None, why: str) -> Effects:

@@ -8,19 +8,23 @@ of access control (single objects refused, searches filtered in SQL so pages sta
 
 from __future__ import annotations
 
+import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 import sqlalchemy
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.store.model_registry import (
     SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT,
     SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT,
 )
 from mlflow.store.model_registry.dbmodels.models import SqlModelVersion, SqlRegisteredModel
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+from mlflow.utils.search_utils import SearchModelUtils, SearchModelVersionUtils
 
 from mlflow_governance import config
 from mlflow_governance.audit import capture
@@ -28,6 +32,7 @@ from mlflow_governance.audit.refusal import refusal
 from mlflow_governance.audit.writer import append
 from mlflow_governance.exceptions import GovernanceWarning
 from mlflow_governance.identity import Identity, current_identity
+from mlflow_governance.inputs import shown
 from mlflow_governance.mlflow_errors import to_mlflow
 from mlflow_governance.policy import Policy, Subject, authorize
 from mlflow_governance.policy_source import PolicySource
@@ -65,6 +70,103 @@ def checked_version(version: Any) -> int:
             error_code=INVALID_PARAMETER_VALUE,
         )
     return number
+
+
+#: Registry columns whose length MLflow's own validation leaves unchecked (it checks tag
+#: keys, 250, and aliases, 255, against their columns): what each holds, in characters.
+MODEL_NAME_CHARS = 256
+DESCRIPTION_CHARS = 5000
+MODEL_TAG_VALUE_CHARS = 5000  # registered_model_tags.value; MLflow validates 100,000
+SOURCE_CHARS = 500  # model_versions.source and run_link
+
+#: Half of a UTF-16 pair: a valid Python character no database driver can encode.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def checked_length(what: str, value: Any, limit: int) -> None:
+    """Refuse a text longer than the registry column that would store it.
+
+    PostgreSQL and MySQL refuse it with an error MLflow passes on as BAD_REQUEST with the
+    SQL statement in its message (MySQL without strict mode cuts it short instead);
+    SQLite keeps it, and the registry could then not be moved to another database.
+
+    Args:
+        what: What the value is, for the message (``Model name``).
+        value: What the caller sent (anything but text is left to MLflow).
+        limit: The column's length in characters.
+
+    Raises:
+        MlflowException: INVALID_PARAMETER_VALUE when ``value`` is longer than ``limit``.
+    """
+    if isinstance(value, str) and len(value) > limit:
+        raise MlflowException(
+            f"{what} {shown(value)} is {len(value):,} characters long; the model registry "
+            f"stores at most {limit:,}. Send a shorter {what.lower()}.",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+
+
+def checked_search(
+    filter_string: Any,
+    page_token: Any,
+    parse: Callable[[str], list[dict[str, Any]]],
+    dialect: str,
+) -> None:
+    """Refuse a search the database would answer with an error, before its session opens.
+
+    A lone surrogate in the filter (``name = '\\ud800'``, which JSON and Python allow)
+    reaches the driver, which cannot encode it: MLflow reports INTERNAL_ERROR. On
+    PostgreSQL a LIKE pattern ending in its escape character (a backslash) fails once a
+    row is compared with it, and MLflow answers BAD_REQUEST with the SQL in the message.
+    A page token is base64; one with other characters makes MLflow's decoder raise a
+    bare ValueError.
+
+    Args:
+        filter_string: The search filter.
+        page_token: The page token.
+        parse: MLflow's parser of this search's filters (its own errors are left to it).
+        dialect: The database's SQLAlchemy dialect name.
+
+    Raises:
+        MlflowException: INVALID_PARAMETER_VALUE for any of these.
+    """
+    if isinstance(filter_string, str):
+        found = _SURROGATE.search(filter_string)
+        if found is not None:
+            raise MlflowException(
+                f"Invalid search filter: it holds U+{ord(found.group()):04X} at position "
+                f"{found.start()}, half of a UTF-16 surrogate pair, which no database can "
+                "compare. Remove it, or send the whole character it was part of.",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
+        if dialect == "postgresql" and "\\" in filter_string:
+            _refuse_trailing_escape(filter_string, parse)
+    if isinstance(page_token, str) and not page_token.isascii():
+        raise MlflowException(
+            f"Invalid page token {shown(page_token)}: send the next_page_token of the "
+            "previous page as it was returned.",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+
+
+def _refuse_trailing_escape(
+    filter_string: str, parse: Callable[[str], list[dict[str, Any]]]
+) -> None:
+    try:
+        clauses = parse(filter_string)
+    except MlflowException:
+        return  # MLflow refuses the filter itself, with its own message
+    for clause in clauses:
+        value = clause.get("value")
+        if clause.get("comparator") not in ("LIKE", "ILIKE") or not isinstance(value, str):
+            continue
+        if (len(value) - len(value.rstrip("\\"))) % 2:
+            raise MlflowException(
+                f"Invalid search filter: the pattern {shown(value)} ends with a backslash, "
+                "which escapes the character after it in a LIKE pattern. Write two "
+                "backslashes to match one.",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
 
 
 class GovernedStoreBase(SqlAlchemyStore):
@@ -262,6 +364,8 @@ class GovernedStoreBase(SqlAlchemyStore):
         order_by: Any = None,
         page_token: Any = None,
     ) -> Any:
+        dialect = self.engine.dialect.name
+        checked_search(filter_string, page_token, SearchModelUtils.parse_search_filter, dialect)
         with self._read_scope():
             return super().search_registered_models(
                 filter_string, max_results, order_by, page_token
@@ -274,5 +378,7 @@ class GovernedStoreBase(SqlAlchemyStore):
         order_by: Any = None,
         page_token: Any = None,
     ) -> Any:
+        parse = SearchModelVersionUtils.parse_search_filter
+        checked_search(filter_string, page_token, parse, self.engine.dialect.name)
         with self._read_scope():
             return super().search_model_versions(filter_string, max_results, order_by, page_token)

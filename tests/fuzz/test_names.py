@@ -33,8 +33,7 @@ from tests.workflow import acting, add_version, policy_path
 
 BASE = "exp-base"
 #: What a refused or invalid write may answer with: MLflow's 4xx error codes. (BAD_REQUEST
-#: is MLflow's own answer to a name longer than PostgreSQL's VARCHAR(256): a 400, but
-#: with the database's message; see the strict xfail at the end.)
+#: is MLflow's own answer when the database refuses a value, e.g. NUL on PostgreSQL.)
 CLIENT_ERRORS = {
     "BAD_REQUEST",
     "INVALID_PARAMETER_VALUE",
@@ -132,14 +131,47 @@ def test_a_hostile_name_is_written_or_refused_and_the_log_agrees(
         _assert_registry_and_log_agree(conn)
 
 
-# Found by the generator above: on PostgreSQL a model name longer than the column reaches
-# the database, and MLflow answers BAD_REQUEST with the driver's message, SQL included.
-# The governed store would check the length before its session opens; until it does,
-# this is pinned: strict, so the fix makes it pass and the marker must then go.
-@pytest.mark.xfail(strict=True, reason="a 257-character name is refused by the database")
-@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+# Found by the generator above: on PostgreSQL a model name longer than the column reached
+# the database, and MLflow answered BAD_REQUEST with the driver's message, SQL included.
+# The governed store now checks the lengths MLflow leaves unchecked (names, descriptions,
+# model tag values, sources) once the policy has decided and before MLflow's session
+# opens. It is an input error, not a policy refusal: no audit row, as for MLflow's own
+# validation; a caller the policy refuses is still refused, and audited, first.
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"], indirect=True)
 def test_a_name_longer_than_the_column_is_refused_without_sql(store: Any) -> None:
+    long_name = "exp-" + "n" * 253
+    with store.engine.connect() as conn:
+        rows_before = conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar()
+    attempts = {
+        "create": lambda: store.create_registered_model(long_name),
+        "rename": lambda: store.rename_registered_model(BASE, long_name),
+        "copy": lambda: store.copy_model_version(store.get_model_version(BASE, "1"), long_name),
+        "tag value": lambda: store.set_registered_model_tag(
+            BASE, RegisteredModelTag("k", "v" * 5001)
+        ),
+        "description": lambda: store.update_registered_model(BASE, "d" * 5001),
+        "source": lambda: store.create_model_version(BASE, "file:///" + "s" * 500),
+    }
+    for what, attempt in attempts.items():
+        with acting("sre"), pytest.raises(MlflowException) as caught:
+            attempt()
+        assert caught.value.error_code == "INVALID_PARAMETER_VALUE", (what, caught.value)
+        assert "VARCHAR" not in caught.value.message.upper(), what
+        assert "at most" in caught.value.message and "characters long" in caught.value.message
+    with store.engine.connect() as conn:
+        rows_after = conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar()
+        assert rows_after == rows_before  # input errors leave no audit row
+        models = set(conn.execute(sa.text("SELECT name FROM registered_models")).scalars())
+    assert models == {BASE}
+    # At the limit, the name is taken on every backend.
+    with acting("sre"):
+        store.create_registered_model("exp-" + "n" * 252)
+    # ana may not register outside her globs: refused by the policy, and audited, first.
+    with store.engine.connect() as conn:
+        denied = _denials(conn)
     with acting("ana"), pytest.raises(MlflowException) as caught:
-        store.create_registered_model("exp-" + "n" * 253)
-    assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
-    assert "VARCHAR" not in caught.value.message.upper()
+        store.create_registered_model("zz-" + "n" * 300)
+    assert caught.value.error_code == "PERMISSION_DENIED"
+    with store.engine.connect() as conn:
+        assert _denials(conn) == denied + 1
+        assert verify(conn).ok
