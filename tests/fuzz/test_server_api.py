@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from mlflow_governance.server.context import API_PREFIX
 from mlflow_governance.server.openapi import build_spec
 from tests.fuzz.strategies import fuzz_settings
+from tests.fuzz.test_policy_loader import CRASHERS
 from tests.server.conftest import ADMIN, GovServer, governance_server, register
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fuzz-server")]
@@ -230,3 +231,27 @@ def test_the_limit_is_the_servers_setting() -> None:
     for bad in ("0", "-1", "1MB", "1e6", "9" * 30):
         with pytest.raises(ConfigurationError, match="MLFLOW_GOVERNANCE_MAX_BODY_BYTES"):
             Settings.from_env({**base, "MLFLOW_GOVERNANCE_MAX_BODY_BYTES": bad})
+
+
+# ----------------------------------------------------------------------- policy texts
+
+
+@pytest.mark.parametrize("case", sorted(CRASHERS))
+def test_a_policy_text_that_crashed_the_loader_is_a_400_naming_where(
+    gov: GovServer, case: str
+) -> None:
+    """The loader's found inputs (tests/fuzz/test_policy_loader.py), sent to the route."""
+    text, line, field, message = CRASHERS[case]
+    applied = gov.call(ADMIN, "GET", "/policy")
+    body = gov.call(
+        ADMIN, "POST", "/policy", json={"policy": text, "source": "fuzz.yaml"}, expect=400
+    )
+    assert body["error_code"] == "INVALID_PARAMETER_VALUE", body
+    if case == "lone-surrogate":
+        # The server refuses such a body before any route reads it; the loader's own
+        # answer is for every other caller (the CLI, GovernanceClient, the Python API).
+        assert "unpaired surrogate" in body["message"], body
+    else:
+        assert f"fuzz.yaml:{line}:" in body["message"], body
+        assert f" {field}: {message}" in body["message"], body
+    assert gov.call(ADMIN, "GET", "/policy") == applied  # nothing stored
