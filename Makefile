@@ -30,9 +30,10 @@ test: $(STAMP)
 	$(PY) -m pytest -n auto --dist loadgroup -q -m "not soak" $(PYTEST_ARGS)
 
 # The long fault tests (a server killed under load, the database down for 10 s): several
-# minutes of real servers, so apart from `make test`; .ci/run runs both.
+# minutes of real servers, so apart from `make test`; .ci/run runs both. loadfile keeps a
+# module's tests on one worker, so the outage they share happens once.
 soak: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup -q -m soak $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile -q -m soak $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -5,7 +5,7 @@ Under client load the proxy is cut (every connection closed mid-conversation, ne
 refused) for 10 s of real time, then restored. While it is down, every answer a client
 gets must be retryable (HTTP 503, ``TEMPORARILY_UNAVAILABLE``), never a 500; once it is
 back, the same server, not restarted, must serve writes again, and nothing may be lost or
-half-done. The outage runs once per module; each test reads what it recorded.
+half-done. The outage runs once; each test reads what it recorded.
 """
 
 from __future__ import annotations
@@ -83,7 +83,10 @@ def _probe(gov: GovServer) -> list[tuple[str, str, int, str]]:
     return answers
 
 
-@pytest.fixture(scope="module")
+# Session scope: once per worker, whatever order the tests come in (a module fixture is
+# set up again when another module's test runs between this module's two). `make soak`
+# runs with --dist loadfile, which keeps this module's tests on one worker.
+@pytest.fixture(scope="session")
 def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
     postgres_or_skip()
     began = time.monotonic()

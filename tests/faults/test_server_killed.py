@@ -64,8 +64,15 @@ def test_sigkill_mid_load_loses_nothing(postgres_db: str, tmp_path_factory) -> N
     in_flight = [s for s in seen if s.outcome.result == NO_RESPONSE]
     assert in_flight, "no request was in flight when the server was killed"
     answered = [s for s in seen if s.status is not None]
-    errors = [s for s in answered if s.status is not None and s.status >= 500]
-    assert not errors, [(s.outcome, s.status, s.body[:300]) for s in errors]
+    # A deadlock may be answered with a retryable 503; a crash (500) never.
+    crashes = [
+        s
+        for s in answered
+        if s.status is not None
+        and s.status >= 500
+        and (s.status, s.outcome.result) != (503, "TEMPORARILY_UNAVAILABLE")
+    ]
+    assert not crashes, [(s.outcome, s.status, s.body[:300]) for s in crashes]
 
     # A new server on the same database serves writes at once.
     with faults_server(
