@@ -8,6 +8,8 @@ safe; the caller sees success, or the error once the attempts are spent.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -65,11 +67,26 @@ def run_again_if_transient(
     Raises:
         Exception: ``fn``'s error, when it is not transient or the attempts are spent.
     """
+    # Most transactions succeed at once: the retry machinery is built only for those
+    # that do not (it costs more than a governed write's own Python work).
+    try:
+        return fn()
+    except Exception as exc:
+        if not is_transient(exc) or ATTEMPTS < 2:
+            raise
+    if before_again is not None:
+        before_again()
+    _pause()
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_transient),
-        stop=tenacity.stop_after_attempt(ATTEMPTS),
+        stop=tenacity.stop_after_attempt(ATTEMPTS - 1),
         wait=tenacity.wait_random(0, _MAX_PAUSE),
         before_sleep=(lambda _state: before_again()) if before_again else None,
         reraise=True,
     )
     return retrying(fn)
+
+
+def _pause() -> None:
+    """The random pause before a second attempt, as tenacity makes the later ones."""
+    time.sleep(random.uniform(0, _MAX_PAUSE))  # jitter, not a secret

@@ -47,7 +47,8 @@ def enqueue(connection: sa.Connection, rows: Sequence[dict[str, Any]], now: date
                 }
             )
     if values:
-        connection.execute(_INSERT, values)
+        # One event (the common case) as one row: a list would take the executemany path.
+        connection.execute(_INSERT, values if len(values) > 1 else values[0])
     return len(values)
 
 

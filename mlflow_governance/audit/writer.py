@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from mlflow_governance.audit.chain import content_hash, row_hash
+from mlflow_governance.audit.chain import content_hash, link_hash, row_hash
 from mlflow_governance.audit.event_catalog import events_of
 from mlflow_governance.audit.outbox import enqueue
 from mlflow_governance.audit.storable import storage_of
@@ -97,9 +97,13 @@ def append(executor: Executor, entries: Sequence[AuditEntry]) -> list[dict[str, 
     connection = executor.connection() if isinstance(executor, Session) else executor
     storage = storage_of(connection)
     known = executor.info.pop(HEAD_TAKEN, None) if isinstance(executor, Session) else None
-    if known is None and len(entries) == 1 and connection.dialect.name == "postgresql":
+    dialect = connection.dialect.name
+    if known is None and len(entries) == 1 and dialect == "postgresql":
         return [_append_one_in_sql(connection, entries[0], storage)]
-    rows = _append_rows(connection, entries, storage, known)
+    if known is None and len(entries) == 1 and dialect == "sqlite":
+        rows = [_append_one_sqlite(connection, entries[0], storage)]
+    else:
+        rows = _append_rows(connection, entries, storage, known)
     enqueue(connection, rows, rows[0]["time"])
     return rows
 
@@ -126,8 +130,10 @@ def _append_rows(
     else:  # MariaDB/MySQL: UPDATE has no RETURNING; a locking read takes the row lock
         seq, prev_hash = _head_or_raise(connection.execute(_LOCK_HEAD).first())
     rows = _chain(entries, storage, int(seq) + 1, prev_hash)
-    connection.execute(_INSERT_ROWS, rows)
-    connection.execute(_SET_HEAD, {"head_seq": int(seq) + count, "head_hash": rows[-1]["hash"]})
+    connection.execute(_INSERT_ROWS, rows if count > 1 else rows[0])
+    if connection.dialect.name == "postgresql":
+        # Elsewhere a trigger moves the head after each inserted row (migration 0007).
+        connection.execute(_SET_HEAD, {"head_seq": int(seq) + count, "head_hash": rows[-1]["hash"]})
     return rows
 
 
@@ -141,6 +147,41 @@ def _head_or_raise(head: Any) -> tuple[int, str]:
             "the head from the newest remaining row."
         )
     return int(head[0]), str(head[1])
+
+
+def _append_one_sqlite(
+    connection: sa.Connection, entry: AuditEntry, storage: Any
+) -> dict[str, Any]:
+    """One row in one SQLite statement: linked onto the head it reads, moved by a trigger.
+
+    The transaction holds the database's write lock by then (the registry change came
+    first, or this INSERT takes it), so nobody moves the head between read and insert.
+    """
+    _ensure_link_function(connection)
+    row = _row_of(entry, storage, utc_now())
+    params: dict[str, Any] = {f"row_{name}": row[name] for name in _VALUE_COLUMNS}
+    params["content_hash"] = content_hash(row)
+    written = connection.execute(_SQLITE_ONE_ROW, params).first()
+    if written is None:
+        _head_or_raise(None)
+    assert written is not None
+    row.update(id=int(written.id), prev_hash=written.prev_hash, hash=written.hash)
+    return row
+
+
+def _ensure_link_function(connection: sa.Connection) -> None:
+    """Give this SQLite connection the link function, once per connection of the pool."""
+    pooled = connection.connection
+    if pooled.info.get(_SQLITE_LINK):
+        return
+    driver = pooled.dbapi_connection
+    assert driver is not None
+    driver.create_function(_SQLITE_LINK, 3, _sqlite_link, deterministic=True)
+    pooled.info[_SQLITE_LINK] = True
+
+
+def _sqlite_link(prev_hash: str, row_id: int, content: str) -> str:
+    return link_hash(prev_hash, row_id, content)
 
 
 def _append_one_in_sql(
@@ -295,6 +336,17 @@ WITH old AS (
     sql += "\nSELECT id, prev_hash, hash FROM audit_row"
     return sa.text(sql)
 
+
+_SQLITE_LINK = "governance_link"
+_SQLITE_ONE_ROW = sa.text(
+    f"INSERT INTO {audit_log.name} ({', '.join(_VALUE_COLUMNS)}, id, prev_hash, hash) "
+    f"SELECT {', '.join(':row_' + name for name in _VALUE_COLUMNS)}, seq + 1, hash, "
+    f"{_SQLITE_LINK}(hash, seq + 1, :content_hash) "
+    f"FROM {audit_head.name} WHERE id = {HEAD_ROW_ID} "
+    "RETURNING id, prev_hash, hash"
+).bindparams(
+    *(sa.bindparam(f"row_{name}", type_=audit_log.c[name].type) for name in _VALUE_COLUMNS)
+)
 
 #: One statement per number of events a row announces (at most two: a move that applies
 #: a request is both transitioned and applied).

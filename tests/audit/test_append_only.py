@@ -22,7 +22,7 @@ from mlflow_governance import db as schema
 from mlflow_governance.audit.anchor import audit_anchor
 from mlflow_governance.audit.query import verify
 from mlflow_governance.audit.tables import audit_log
-from mlflow_governance.audit.writer import DECISION_ALLOW, AuditEntry, append
+from mlflow_governance.audit.writer import DECISION_ALLOW, AuditEntry
 from mlflow_governance.cli import main
 from mlflow_governance.db import append_only
 from mlflow_governance.identity import Identity
@@ -186,8 +186,13 @@ def test_db_upgrade_adds_the_triggers_to_a_0005_database(backend: str, tmp_path:
         schema.upgrade(engine, "0005")
         who = Identity("alice", "asserted")
         with engine.begin() as conn:
-            append(conn, [AuditEntry("create_registered_model", who, DECISION_ALLOW, model="m")])
-            append(conn, [AuditEntry("create_registered_model", who, DECISION_ALLOW, model="n")])
+            _append_as_before_0007(
+                conn,
+                [
+                    AuditEntry("create_registered_model", who, DECISION_ALLOW, model="m"),
+                    AuditEntry("create_registered_model", who, DECISION_ALLOW, model="n"),
+                ],
+            )
             assert append_only.installed(conn) == []
         result = CliRunner().invoke(
             main, ["db", "upgrade", "--registry-uri", f"governed+{url}", "--json"]
@@ -200,3 +205,15 @@ def test_db_upgrade_adds_the_triggers_to_a_0005_database(backend: str, tmp_path:
         assert "append-only" in _refused(engine, "UPDATE governance_audit_log SET actor = 'eve'")
         assert "append-only" in _refused(engine, "DELETE FROM governance_audit_log")
         engine.dispose()
+
+
+def _append_as_before_0007(conn: sa.Connection, entries: list[AuditEntry]) -> None:
+    """Rows as a release before migration 0007 wrote them: the writer moved the head."""
+    from mlflow_governance.audit.storable import storage_of
+    from mlflow_governance.audit.tables import audit_head, audit_log
+    from mlflow_governance.audit.writer import _chain
+
+    seq, prev = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash)).one()
+    rows = _chain(entries, storage_of(conn), int(seq) + 1, prev)
+    conn.execute(sa.insert(audit_log), rows)
+    conn.execute(sa.update(audit_head).values(seq=rows[-1]["id"], hash=rows[-1]["hash"]))
