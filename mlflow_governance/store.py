@@ -92,7 +92,7 @@ class GovernedStore(GovernedWritePath):
             self._refuse_reserved_tag("create_registered_model", tag.key, name)
         return self._govern(
             "create_registered_model",
-            _fitting(
+            self._fitting(
                 lambda: super(GovernedStore, self).create_registered_model(
                     name, tags, description, deployment_job_id
                 ),
@@ -110,7 +110,7 @@ class GovernedStore(GovernedWritePath):
         _validate_model_name(name)
         return self._govern(
             "update_registered_model",
-            _fitting(
+            self._fitting(
                 lambda: super(GovernedStore, self).update_registered_model(
                     name, description, deployment_job_id
                 ),
@@ -150,7 +150,7 @@ class GovernedStore(GovernedWritePath):
 
         return self._govern(
             "rename_registered_model",
-            _fitting(rename, ("New model name", new_name, MODEL_NAME_CHARS)),
+            self._fitting(rename, ("New model name", new_name, MODEL_NAME_CHARS)),
             model=name,
             details={"new_name": new_name},
             effects=effects,
@@ -171,7 +171,7 @@ class GovernedStore(GovernedWritePath):
         self._refuse_reserved_tag("set_registered_model_tag", tag.key, name)
         return self._govern(
             "set_registered_model_tag",
-            _fitting(
+            self._fitting(
                 lambda: super(GovernedStore, self).set_registered_model_tag(name, tag),
                 ("Tag value", tag.value, MODEL_TAG_VALUE_CHARS),
             ),
@@ -211,7 +211,7 @@ class GovernedStore(GovernedWritePath):
         details.update(_tags_details(tags))
         return self._govern(
             "create_model_version",
-            _fitting(
+            self._fitting(
                 lambda: super(GovernedStore, self).create_model_version(
                     name, source, run_id, tags, run_link, description, local_model_path, model_id
                 ),
@@ -230,7 +230,7 @@ class GovernedStore(GovernedWritePath):
         # audited as they happen; this row, written after them, ties them to the source.
         return self._govern(
             "copy_model_version",
-            _fitting(
+            self._fitting(
                 lambda: super(GovernedStore, self).copy_model_version(src_mv, dst_name),
                 ("Model name", dst_name, MODEL_NAME_CHARS),
             ),
@@ -243,7 +243,7 @@ class GovernedStore(GovernedWritePath):
         version = checked_version(version)
         return self._govern(
             "update_model_version",
-            _fitting(
+            self._fitting(
                 lambda: super(GovernedStore, self).update_model_version(name, version, description),
                 ("Description", description, DESCRIPTION_CHARS),
             ),
@@ -348,6 +348,25 @@ class GovernedStore(GovernedWritePath):
             move=Move(name, None, Target("alias", alias), removing=True),
         )
 
+    def _fitting(self, call: Callable[[], T], *texts: tuple[str, Any, int]) -> Callable[[], T]:
+        """``call``, run only when each ``(what, value, limit)`` text fits its column.
+
+        It runs as MLflow's write inside ``_govern``: after the policy has decided, so a
+        refusal is audited whatever the name (``tests/workflow/test_bypass.py``), and
+        before MLflow's session opens, so no SQL is sent. A text too long for its column
+        is an input error MLflow itself refuses (on PostgreSQL and MySQL, as BAD_REQUEST
+        with the SQL in its message), not a policy refusal: like MLflow's other
+        validation failures, and like those BAD_REQUESTs, it leaves no audit row.
+        """
+        dialect = self.engine.dialect.name
+
+        def checked() -> T:
+            for what, value, limit in texts:
+                checked_length(what, value, limit, dialect)
+            return call()
+
+        return checked
+
     # ------------------------------------------------------------------ webhooks
 
     def create_webhook(
@@ -421,25 +440,6 @@ class GovernedWorkspaceStore(WorkspaceAwareMixin, GovernedStore):
 
     def _initialize_store_state(self) -> None:
         pass
-
-
-def _fitting(call: Callable[[], T], *texts: tuple[str, Any, int]) -> Callable[[], T]:
-    """``call``, run only when each ``(what, value, limit)`` text fits its registry column.
-
-    It runs as MLflow's write inside ``_govern``: after the policy has decided, so a
-    refusal is audited whatever the name (``tests/workflow/test_bypass.py``), and before
-    MLflow's session opens, so no SQL is sent. A text too long for its column is an input
-    error MLflow itself refuses (on PostgreSQL and MySQL, as BAD_REQUEST with the SQL in
-    its message), not a policy refusal: like MLflow's other validation failures, and
-    like those BAD_REQUESTs, it leaves no audit row.
-    """
-
-    def checked() -> T:
-        for what, value, limit in texts:
-            checked_length(what, value, limit)
-        return call()
-
-    return checked
 
 
 def _deleting(version: int | None, why: str) -> Effects:

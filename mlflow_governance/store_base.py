@@ -83,22 +83,23 @@ SOURCE_CHARS = 500  # model_versions.source and run_link
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def checked_length(what: str, value: Any, limit: int) -> None:
+def checked_length(what: str, value: Any, limit: int, dialect: str) -> None:
     """Refuse a text longer than the registry column that would store it.
 
     PostgreSQL and MySQL refuse it with an error MLflow passes on as BAD_REQUEST with the
-    SQL statement in its message (MySQL without strict mode cuts it short instead);
-    SQLite keeps it, and the registry could then not be moved to another database.
+    SQL statement in its message (MySQL without strict mode cuts it short instead).
+    SQLite keeps it, as stock MLflow does there, so SQLite is left alone.
 
     Args:
         what: What the value is, for the message (``Model name``).
         value: What the caller sent (anything but text is left to MLflow).
         limit: The column's length in characters.
+        dialect: The database's SQLAlchemy dialect name.
 
     Raises:
         MlflowException: INVALID_PARAMETER_VALUE when ``value`` is longer than ``limit``.
     """
-    if isinstance(value, str) and len(value) > limit:
+    if dialect != "sqlite" and isinstance(value, str) and len(value) > limit:
         raise MlflowException(
             f"{what} {shown(value)} is {len(value):,} characters long; the model registry "
             f"stores at most {limit:,}. Send a shorter {what.lower()}.",
