@@ -34,7 +34,7 @@ from mlflow_governance.audit.writer import (
 from mlflow_governance.exceptions import GovernanceError
 from mlflow_governance.identity import Identity, current_identity
 from mlflow_governance.method_permissions import write_permission
-from mlflow_governance.mlflow_errors import governance_cause, to_mlflow
+from mlflow_governance.mlflow_errors import database_cause, governance_cause, to_mlflow
 from mlflow_governance.policy import Policy, Subject, authorize, gates_for, tag_write_decision
 from mlflow_governance.state import FOLDING_DIALECTS, LockedModel, lock_model
 from mlflow_governance.store_base import GovernedStoreBase
@@ -122,12 +122,27 @@ class GovernedWritePath(GovernedStoreBase):
                 self.audit_alone(op)
             return result
         except GovernanceError as exc:
-            raise to_mlflow(self._settle(exc, op, move)) from None
+            raise to_mlflow(self._settle_or_lost(exc, op, move)) from None
         except MlflowException as exc:
             cause = governance_cause(exc)
             if cause is not None:
-                raise to_mlflow(self._settle(cause, op, move)) from None
+                raise to_mlflow(self._settle_or_lost(cause, op, move)) from None
+            lost = database_cause(exc)
+            if lost is not None:  # MLflow's message would paste the SQL and its values
+                raise to_mlflow(lost) from None
             raise
+        except sqlalchemy.exc.OperationalError as exc:  # e.g. the audit row of audit_alone
+            raise to_mlflow(exc) from None
+
+    def _settle_or_lost(
+        self, exc: GovernanceError, op: capture.Operation | None, move: Move | None
+    ) -> GovernanceError | sqlalchemy.exc.OperationalError:
+        # A refusal is audited (and its request opened) in transactions of their own; when
+        # the database is lost there, the caller gets the retryable error, not a crash.
+        try:
+            return self._settle(exc, op, move)
+        except sqlalchemy.exc.OperationalError as lost:
+            return lost
 
     @staticmethod
     def _run_whole(op: capture.Operation, call: Callable[[], T]) -> T:

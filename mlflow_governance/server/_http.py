@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import sqlalchemy.exc
 from flask import Response, current_app, request
 from mlflow.exceptions import MlflowException
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -120,7 +121,11 @@ def exception_response(exc: Exception) -> Response:
     Args:
         exc: A :class:`GovernanceError` or an ``MlflowException``.
     """
-    converted = to_mlflow(exc) if isinstance(exc, GovernanceError) else exc
+    converted = (
+        to_mlflow(exc)
+        if isinstance(exc, GovernanceError | sqlalchemy.exc.OperationalError)
+        else exc
+    )
     if not isinstance(converted, MlflowException):
         raise TypeError(f"not an MLflow or governance error: {exc!r}")
     response = Response(converted.serialize_as_json(), mimetype="application/json")

@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import sqlalchemy.exc
 from flask import Blueprint, Response, request
 from mlflow.exceptions import MlflowException
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -69,7 +70,7 @@ def _mlflow_errors(view: F) -> F:
         limit_body()
         try:
             return view(*args, **kwargs)
-        except (GovernanceError, MlflowException) as exc:
+        except (GovernanceError, MlflowException, sqlalchemy.exc.OperationalError) as exc:
             return exception_response(exc)
         except RequestEntityTooLarge as exc:
             return too_large_response(exc)

@@ -199,12 +199,6 @@ def test_a_connection_killed_mid_write_loses_nothing(
     assert registry_state(store.engine) != state_before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: a connection lost while a refusal is audited (or while the "
-    "request it opens is written) escapes GovernedWritePath._settle as a raw "
-    "sqlalchemy OperationalError instead of a TEMPORARILY_UNAVAILABLE MlflowException",
-)
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("skip", [0, 1], ids=["request-row", "deny-row"])
 def test_a_connection_killed_while_a_refusal_is_audited(

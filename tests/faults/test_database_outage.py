@@ -157,12 +157,6 @@ def test_writes_get_503_while_the_database_is_down_and_work_after(outage: Outage
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: the governance API's routes (requests, audit, history, audit "
-    "verify/reconcile) let SQLAlchemy's OperationalError escape server/api.py's "
-    "_mlflow_errors, so a database outage answers 500 INTERNAL_ERROR instead of 503",
-)
 def test_every_route_answers_503_while_the_database_is_down(outage: Outage) -> None:
     wrong = [p for p in outage.probes if p[2] != RETRYABLE_STATUS]
     assert not wrong, "\n".join(
