@@ -72,7 +72,9 @@ def format_time(value: datetime) -> str:
     """
     if value.tzinfo is not None:
         value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ") for the years a row can hold,
+    # at a third of the cost: verification renders a million of these.
+    return value.isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str) -> datetime:
@@ -105,17 +107,30 @@ def canonical(row: Mapping[str, Any], fields: tuple[str, ...] = HASHED_FIELDS) -
     Returns:
         Compact JSON with sorted keys.
     """
+    # Setting or clearing an optional field later breaks the row's hash either way.
+    present = tuple(name for name in OPTIONAL_HASHED_FIELDS if row.get(name) is not None)
     payload: dict[str, Any] = {}
-    for name in fields:
+    # Filled in sorted key order, so the encoder need not sort: the same text as
+    # json.dumps(..., sort_keys=True) with these separators, made faster.
+    for name in _sorted_fields(fields, present):
         value = row.get(name)
         if isinstance(value, datetime):
             value = format_time(value)
         payload[name] = value
-    # Setting or clearing an optional field later breaks the row's hash either way.
-    for name in OPTIONAL_HASHED_FIELDS:
-        if row.get(name) is not None:
-            payload[name] = row[name]
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(payload)
+
+
+def _sorted_fields(fields: tuple[str, ...], present: tuple[str, ...]) -> tuple[str, ...]:
+    return _SORTED.get((fields, present)) or tuple(sorted((*fields, *present)))
+
+
+#: Stateless once built (its options are fixed), and costly to build for every row.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_SORTED: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {
+    (fields, present): tuple(sorted((*fields, *present)))
+    for fields in (HASHED_FIELDS, CONTENT_FIELDS)
+    for present in ((), OPTIONAL_HASHED_FIELDS)
+}
 
 
 def content_hash(row: Mapping[str, Any]) -> str:
