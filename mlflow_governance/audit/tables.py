@@ -44,10 +44,25 @@ audit_log = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
     # MLflow workspace of the change (workspace-aware servers only; NULL otherwise).
     sa.Column("workspace", sa.String(63)),
-    sa.Index("ix_governance_audit_model_version", "model", "version"),
+    # A model's rows in chain order (migration 0008); on PostgreSQL it also covers what
+    # history's first pass reads, so that pass never touches the table.
+    sa.Index(
+        "ix_governance_audit_model_id",
+        "model",
+        "id",
+        postgresql_include=[
+            "time",
+            "decision",
+            "workspace",
+            "version",
+            "stage_after",
+            "alias",
+            "alias_before",
+            "alias_after",
+        ],
+    ),
     sa.Index("ix_governance_audit_time", "time"),
     sa.Index("ix_governance_audit_actor", "actor"),
-    sa.Index("ix_governance_audit_action", "action"),
 )
 
 # One row (id = 1): the newest chain position. Writers update it first, which takes a row

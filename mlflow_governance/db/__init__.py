@@ -14,9 +14,9 @@ from mlflow_governance.exceptions import ConfigurationError
 
 VERSION_TABLE = "governance_alembic_version"
 #: The newest revision this release ships; bump with every new migration.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 #: Every revision this release knows, oldest first.
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
 
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
