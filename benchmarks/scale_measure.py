@@ -207,7 +207,7 @@ def measure_audit_reads(access: Any, engine: sa.Engine, rows: int, repeats: int)
 def _replayed(engine: sa.Engine, model: str, at: str) -> list[dict[str, Any]]:
     """The holders at ``at`` by replaying every change of the model, for comparison."""
     from mlflow_governance.audit.chain import parse_time
-    from mlflow_governance.audit.query import history, holders_at
+    from mlflow_governance.audit.history import history, holders_at
 
     with engine.connect() as conn:
         found = holders_at(history(conn, model, parse_time(at)))

@@ -127,10 +127,10 @@ class GovernedWritePath(GovernedStoreBase):
             cause = governance_cause(exc)
             if cause is not None:
                 raise to_mlflow(self._settle_or_lost(cause, op, move)) from None
-            lost = database_cause(exc)
+            lost = database_cause(exc) if exc.error_code == "TEMPORARILY_UNAVAILABLE" else None
             if lost is not None:  # MLflow's message would paste the SQL and its values
                 raise to_mlflow(lost) from None
-            raise
+            raise  # e.g. a rename onto a taken name: MLflow's own, precise error
         except sqlalchemy.exc.OperationalError as exc:  # e.g. the audit row of audit_alone
             raise to_mlflow(exc) from None
 

@@ -70,7 +70,8 @@ from mlflow.store.model_registry.dbmodels.models import (
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
 from mlflow_governance.audit.chain import row_hash
-from mlflow_governance.audit.query import history, holders_at, verify
+from mlflow_governance.audit.history import history, holders_at
+from mlflow_governance.audit.query import verify
 from mlflow_governance.audit.tables import audit_head, audit_log
 from mlflow_governance.audit.tables import metadata as governance_metadata
 from mlflow_governance.exceptions import GovernanceError

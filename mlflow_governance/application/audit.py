@@ -151,7 +151,7 @@ class AuditActions(ServiceCore):
 
     def history(self, identity: Identity, model: Any, at: Any = None) -> list[dict[str, Any]]:
         """Stage and alias changes of a model, oldest first, or its holders ``at`` a time."""
-        from mlflow_governance.audit.query import history, holders
+        from mlflow_governance.audit.history import history, holders
 
         name = text_arg(model, "model", "the registered model whose history to show")
         self.require(identity, "audit:read", name, "read_history")

@@ -178,7 +178,7 @@ class GitOpsActions(ServiceCore):
         the request row says who approved it. A move made without a request (no gate, a
         gate without approvals, break glass) has neither.
         """
-        from mlflow_governance.audit.query import history
+        from mlflow_governance.audit.history import history
 
         with self.store.engine.connect() as conn:
             events = history(conn, model, workspace=self.store.active_workspace())

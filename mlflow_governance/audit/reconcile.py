@@ -7,7 +7,7 @@ MLflow's own tables (``registered_models``, ``model_versions``,
 ``registered_model_aliases``). A change made behind the plugin's back, directly in SQL,
 has no row, so it shows up as a difference.
 
-The stage and alias columns of a row are read by :func:`~mlflow_governance.audit.query.
+The stage and alias columns of a row are read by :func:`~mlflow_governance.audit.history.
 row_events`, the same reading ``history`` uses. The log is read in keyset pages, so a
 long log (a million rows) never sits in memory; the expected state is as large as the
 registry itself. This module needs SQLAlchemy only: no MLflow, no Flask.
@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from mlflow_governance.audit.query import row_events
+from mlflow_governance.audit.history import row_events
 from mlflow_governance.audit.tables import audit_log
 from mlflow_governance.audit.writer import DECISION_DENY
 from mlflow_governance.exceptions import Conflict

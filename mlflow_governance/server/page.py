@@ -366,7 +366,7 @@ def model() -> Response:
             title=f"Model {name}",
             message=_error_message(exc),
         )
-    from mlflow_governance.audit.query import HistoryEvent, holders_at
+    from mlflow_governance.audit.history import HistoryEvent, holders_at
 
     holders = holders_at([HistoryEvent(**event) for event in events])
     return _page(

@@ -432,7 +432,7 @@ class Workflow(WorkflowBase):
         Raises:
             Conflict: The audit history shows no previous holder.
         """
-        from mlflow_governance.audit.query import history
+        from mlflow_governance.audit.history import history
 
         with self.engine.connect() as conn:
             entered = [

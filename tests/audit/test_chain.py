@@ -125,9 +125,9 @@ def test_rows_hashed_the_legacy_way_still_verify() -> None:
         row["hash"] = prev = legacy_row_hash(row) if row_id != 2 else row_hash(row)
         rows.append(row)
     assert verify_rows(rows).ok
-    assert legacy_row_hash(rows[0]) == hashlib.sha256(
-        canonical(rows[0]).encode("utf-8")
-    ).hexdigest()
+    assert (
+        legacy_row_hash(rows[0]) == hashlib.sha256(canonical(rows[0]).encode("utf-8")).hexdigest()
+    )
     rows[2] = {**rows[2], "actor": "eve"}
     assert verify_rows(rows).broken_id == 3
 

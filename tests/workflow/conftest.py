@@ -10,7 +10,8 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance.audit.query import AuditFilter, history, holders_at, list_rows, verify
+from mlflow_governance.audit.history import history, holders_at
+from mlflow_governance.audit.query import AuditFilter, list_rows, verify
 from mlflow_governance.client import GovernanceClient
 from mlflow_governance.entry import build_store
 from tests.workflow import (

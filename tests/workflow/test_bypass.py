@@ -321,7 +321,7 @@ def test_a_rename_does_not_launder_a_tag_set_where_nobody_checked_it(reg: Regist
 
 def test_history_ends_for_any_chain_of_renames(reg: Registry) -> None:
     """A model renamed to its own name, and back and forth, keeps a finite history."""
-    from mlflow_governance.audit.query import history
+    from mlflow_governance.audit.history import history
 
     reg.seed("sandbox-h", stages=["Staging"])
     for old, new in [

@@ -43,7 +43,8 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance.audit.query import history, holders_at, verify
+from mlflow_governance.audit.history import history, holders_at
+from mlflow_governance.audit.query import verify
 from mlflow_governance.audit.tables import audit_log
 from mlflow_governance.exceptions import GovernanceError
 from mlflow_governance.identity import SOURCE_ASSERTED, Identity, acting_as

@@ -26,7 +26,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.model_registry.dbmodels.models import SqlModelVersion
 from mlflow.utils.workspace_context import ServerWorkspaceContext
 
-from mlflow_governance.audit.query import history, holders_at
+from mlflow_governance.audit.history import history, holders_at
 from mlflow_governance.exceptions import GovernanceError
 from mlflow_governance.identity import SOURCE_ASSERTED, Identity
 from mlflow_governance.workflow.promotion import Workflow
