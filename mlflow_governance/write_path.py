@@ -402,12 +402,19 @@ def _marking_writes(managed: Callable[..., Any]) -> Callable[..., Any]:
                     # see the snapshot from before the wait: the next version number is
                     # then taken twice and writers fail. Each statement sees what was
                     # committed when it runs instead; the model's row lock orders them.
-                    session.connection(execution_options={"isolation_level": "READ COMMITTED"})
+                    # SET TRANSACTION, sent before the transaction's first statement, lasts
+                    # for this transaction only: one round trip, and nothing to reset when
+                    # the connection goes back to the pool (SQLAlchemy's isolation_level
+                    # option costs one to set and one to reset).
+                    session.connection().exec_driver_sql(_READ_COMMITTED_NEXT)
                 if op is not None and op.decide is not None:
                     op.decide(session)
             yield session
 
     return make_session
+
+
+_READ_COMMITTED_NEXT = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
 
 
 def _literal_aliases(policy: Policy) -> list[str]:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from mlflow_governance.audit.chain import format_time
 from mlflow_governance.audit.query import naive_utc
-from mlflow_governance.audit.tables import audit_log
+from mlflow_governance.audit.tables import RENAME_ROWS, audit_log
 from mlflow_governance.audit.writer import DECISION_DENY
 
 
@@ -52,7 +52,9 @@ def _lineage(
     for row in connection.execute(
         sa.select(c.id, c.model, c.details)
         .where(
-            c.action == "rename_registered_model",
+            # A literal, not a parameter: the partial index of migration 0008 holds these
+            # rows alone, and the planner uses it only for a predicate it can see.
+            sa.text(RENAME_ROWS),
             c.decision != DECISION_DENY,
             *([c.workspace == workspace] if workspace is not None else []),
         )

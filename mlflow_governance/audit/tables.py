@@ -63,6 +63,14 @@ audit_log = sa.Table(
     ),
     sa.Index("ix_governance_audit_time", "time"),
     sa.Index("ix_governance_audit_actor", "actor"),
+    # History looks for renames; PostgreSQL and SQLite index those rows alone (0008),
+    # MySQL, without partial indexes, keeps ix_governance_audit_action.
+    sa.Index(
+        "ix_governance_audit_renames",
+        "id",
+        postgresql_where=sa.text("action = 'rename_registered_model'"),
+        sqlite_where=sa.text("action = 'rename_registered_model'"),
+    ),
 )
 
 # One row (id = 1): the newest chain position. Writers update it first, which takes a row
@@ -74,6 +82,9 @@ audit_head = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
 )
+
+#: History's search for renames, as the partial index of migration 0008 states it.
+RENAME_ROWS = "action = 'rename_registered_model'"
 
 HEAD_ROW_ID = 1
 GENESIS_HASH = "0" * 64
