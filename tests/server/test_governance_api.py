@@ -375,6 +375,8 @@ def test_policy_whoami_and_openapi(gov: GovServer) -> None:
         "/audit/export",
         "/audit/verify",
         "/audit/checkpoint",
+        "/audit/reconcile",
+        "/audit/retain",
         "/policy/explain",
         "/events",
         "/events/retry",

@@ -120,7 +120,7 @@ def test_audit_export_verify_and_checkpoint_need_audit_read(gov: GovServer) -> N
     forged = {**checkpoint, "head_hash": "0" * 64}
     assert gov.call("admin", "POST", "/audit/verify", json={"checkpoint": forged})["ok"] is False
     bad = gov.call("admin", "POST", "/audit/verify", json={"checkpoint": {"rows": "x"}}, expect=400)
-    assert "not an audit checkpoint" in bad["message"]
+    assert "checkpoint rows must be an integer" in bad["message"]
     name = "steps-export"
     register(gov, "alice", name)
     rows = gov.call("dave", "GET", "/audit/export", params={"model": name})
@@ -139,8 +139,10 @@ def test_policy_apply_is_for_policy_admins(gov: GovServer) -> None:
         "admin", "POST", "/policy", json={"policy": "version: 9", "source": "bad.yaml"}, expect=400
     )
     assert "bad.yaml" in invalid["message"]
+    # Over the request body limit (1 MiB, MLFLOW_GOVERNANCE_MAX_BODY_BYTES) before the
+    # policy's own size budget is reached.
     gov.call(
-        "admin", "POST", "/policy", json={"policy": "x" * 2_000_000, "source": "big"}, expect=400
+        "admin", "POST", "/policy", json={"policy": "x" * 2_000_000, "source": "big"}, expect=413
     )
     applied = gov.call("admin", "POST", "/policy", json={"policy": text, "source": "server.yaml"})
     # The server enforces its MLFLOW_GOVERNANCE_POLICY file: the answer says so.
