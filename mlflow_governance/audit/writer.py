@@ -159,14 +159,7 @@ def _append_one_sqlite(
     """
     _ensure_link_function(connection)
     row = _row_of(entry, storage, utc_now())
-    params: dict[str, Any] = {f"row_{name}": row[name] for name in _VALUE_COLUMNS}
-    params["content_hash"] = content_hash(row)
-    written = connection.execute(_SQLITE_ONE_ROW, params).first()
-    if written is None:
-        _head_or_raise(None)
-    assert written is not None
-    row.update(id=int(written.id), prev_hash=written.prev_hash, hash=written.hash)
-    return row
+    return _linked_by_database(connection, _SQLITE_ONE_ROW, row, _row_params(row))
 
 
 def _ensure_link_function(connection: sa.Connection) -> None:
@@ -189,16 +182,28 @@ def _append_one_in_sql(
 ) -> dict[str, Any]:
     """One row and its events in one PostgreSQL statement; the database links the row."""
     row = _row_of(entry, storage, utc_now())
-    row["content_hash"] = content_hash(row)
+    params = _row_params(row)
     events = events_of({**row, "id": None})
-    params: dict[str, Any] = {f"row_{name}": row[name] for name in _VALUE_COLUMNS}
-    params["content_hash"] = row.pop("content_hash")
     for index, (kind, data) in enumerate(events):
         data.pop("audit_id", None)  # the database prefixes it once the row has its id
         params[f"event_type_{index}"] = kind
         params[f"event_data_{index}"] = json.dumps(data, sort_keys=True, default=str)
-    written = connection.execute(_one_row_statement(len(events)), params).first()
-    if written is None:
+    return _linked_by_database(connection, _one_row_statement(len(events)), row, params)
+
+
+def _row_params(row: dict[str, Any]) -> dict[str, Any]:
+    """The bind parameters of a row the database links: its columns and content hash."""
+    params: dict[str, Any] = {f"row_{name}": row[name] for name in _VALUE_COLUMNS}
+    params["content_hash"] = content_hash(row)
+    return params
+
+
+def _linked_by_database(
+    connection: sa.Connection, statement: Any, row: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Run a one-row append and complete ``row`` with the id and hashes it was given."""
+    written = connection.execute(statement, params).first()
+    if written is None:  # no head row to link onto
         _head_or_raise(None)
     assert written is not None
     row.update(id=int(written.id), prev_hash=written.prev_hash, hash=written.hash)
